@@ -1,0 +1,48 @@
+# One environment for everything: .venv, created on first use.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is pinned in the same pip command as the rest: without the pin pip resolves
+# pytorch-lightning to a multi-GB CUDA build (pyproject.toml keeps a range for GPU users).
+TORCH_PIN ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv run test lint typecheck unit integration bench docs docs-check clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,slurm]' "$(TORCH_PIN)"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m expconf.train +recipe=gpt $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check expconf recipes conf tests bench examples
+	$(BIN)/ruff format --check expconf recipes conf tests bench examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+docs: $(STAMP)
+	$(BIN)/python -m expconf.docs build
+
+docs-check: $(STAMP)
+	$(BIN)/python -m expconf.docs check
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration -q
+
+test: lint typecheck docs-check
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) nemo_experiments site .pytest_cache .mypy_cache .ruff_cache

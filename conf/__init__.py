@@ -1,0 +1,1 @@
+"""Packaged YAML configs (installed as ``expconf.conf``); searched as ``pkg://expconf.conf``."""

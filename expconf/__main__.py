@@ -1,0 +1,5 @@
+"""``python -m expconf`` is ``python -m expconf.train``."""
+
+from expconf.train import main
+
+main()

@@ -1,0 +1,105 @@
+"""``expconf.train``: the one training path shared by the CLI and Python users."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from expconf.callbacks.preemption import REQUEUE_EXIT_CODE, PreemptionCallback, requeue_slurm_job
+from expconf.logger import NeMoLogger
+from expconf.resume import AutoResume
+
+log = logging.getLogger("expconf")
+
+
+@dataclass
+class TrainResult:
+    """Where a run went and how it ended."""
+
+    run_dir: Path
+    best_model_path: str
+    best_model_score: float | None
+    last_model_path: str
+    val_loss: float | None
+    global_step: int
+    preempted: bool
+
+    @property
+    def exit_code(self) -> int:
+        """0, or the requeue code after a preemption."""
+        return REQUEUE_EXIT_CODE if self.preempted else 0
+
+    def summary(self) -> str:
+        """Human-readable lines for the end of a run."""
+        val = f"{self.val_loss:.4f}" if self.val_loss is not None else "n/a"
+        lines = [
+            f"run dir:         {self.run_dir}",
+            f"best checkpoint: {self.best_model_path or 'n/a'}",
+            f"last checkpoint: {self.last_model_path or 'n/a'}",
+            f"final val_loss:  {val}   (global step {self.global_step})",
+        ]
+        if self.preempted:
+            lines.append(f"preempted: resumable checkpoint written; exit code {REQUEUE_EXIT_CODE} (requeue)")
+        return "\n".join(lines)
+
+
+def train(
+    model: pl.LightningModule,
+    data: pl.LightningDataModule | None,
+    trainer: pl.Trainer,
+    log: NeMoLogger | None = None,
+    resume: AutoResume | None = None,
+    optim: Any = None,
+    *,
+    task_config: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    exit_on_preemption: bool = True,
+) -> TrainResult:
+    """Set up the run dir, decide what to resume from, and fit (NeMo 2.0's ``llm.train``).
+
+    ``optim`` (an :class:`expconf.config.OptimConfig` or an object with ``connect(model)``) is
+    attached to the model; a module that configures its own optimizers needs none. After a
+    preemption the process exits with the requeue code unless ``exit_on_preemption`` is false.
+    """
+    log = log or NeMoLogger()
+    resume = resume or AutoResume()
+    if optim is not None:
+        if hasattr(optim, "connect"):
+            optim.connect(model)
+        else:
+            model.optim_config = optim
+    run_dir = log.setup(trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides)
+    ckpt_path = resume.setup(trainer, model)
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path) if data is not None else trainer.fit(
+            model, ckpt_path=ckpt_path
+        )
+    finally:
+        log.teardown()
+    result = _result(trainer, run_dir)
+    if result.preempted and exit_on_preemption:
+        if trainer.is_global_zero:
+            requeue_slurm_job()
+            print(result.summary(), flush=True)
+        sys.exit(REQUEUE_EXIT_CODE)
+    return result
+
+
+def _result(trainer: pl.Trainer, run_dir: Path) -> TrainResult:
+    ckpt = trainer.checkpoint_callback
+    preempted = any(isinstance(c, PreemptionCallback) and c.preempted for c in trainer.callbacks)  # type: ignore[attr-defined]
+    val = trainer.callback_metrics.get("val_loss")
+    return TrainResult(
+        run_dir=run_dir,
+        best_model_path=str(getattr(ckpt, "best_model_path", "") or ""),
+        best_model_score=getattr(ckpt, "best_model_score", None),
+        last_model_path=str(getattr(ckpt, "last_model_path", "") or ""),
+        val_loss=float(val) if val is not None else None,
+        global_step=int(trainer.global_step),
+        preempted=preempted,
+    )

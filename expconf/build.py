@@ -1,0 +1,186 @@
+"""Turns a validated :class:`RootConfig` into the objects of one run and launches it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from expconf import launch, targets
+from expconf.api import TrainResult, train
+from expconf.callbacks.preemption import PreemptionCallback
+from expconf.callbacks.timing import TimingCallback
+from expconf.checkpoint.callback import ModelCheckpoint
+from expconf.config.ckpt import CheckpointConfig
+from expconf.config.log import LogConfig
+from expconf.config.resume import ResumeConfig
+from expconf.config.root import RootConfig
+from expconf.config.trainer import TrainerConfig
+from expconf.data import TokenDataModule
+from expconf.logger import NeMoLogger
+from expconf.resume import AutoResume
+
+
+@dataclass
+class Built:
+    """Everything ``expconf.train`` needs for one run."""
+
+    model: pl.LightningModule
+    data: pl.LightningDataModule
+    trainer: pl.Trainer
+    log: NeMoLogger
+    resume: AutoResume
+
+
+def build_checkpoint(cfg: CheckpointConfig) -> ModelCheckpoint:
+    """``log.ckpt`` -> ModelCheckpoint."""
+    return ModelCheckpoint(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+
+
+def build_logger(cfg: LogConfig) -> NeMoLogger:
+    """``log`` -> NeMoLogger with its TensorBoard / W&B loggers and checkpoint callback."""
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    wandb = None
+    if cfg.wandb.active:
+        from pytorch_lightning.loggers import WandbLogger
+
+        w = cfg.wandb
+        wandb = WandbLogger(
+            project=w.project,
+            name=w.name or cfg.name,
+            entity=w.entity,
+            group=w.group,
+            tags=w.tags,
+            offline=w.offline,
+            log_model=w.log_model,
+        )
+    tensorboard: Any = None
+    if cfg.tensorboard.enabled:
+        tensorboard = TensorBoardLogger(save_dir=".", name=cfg.tensorboard.name, version="", default_hp_metric=False)
+    else:
+        tensorboard = False
+    return NeMoLogger(**cfg.logger_kwargs(), wandb=wandb, tensorboard=tensorboard, ckpt=build_checkpoint(cfg.ckpt))
+
+
+def build_resume(cfg: ResumeConfig) -> AutoResume:
+    """``resume`` -> AutoResume."""
+    return AutoResume(**dataclasses.asdict(cfg))
+
+
+def resolve_precision(cfg: TrainerConfig) -> str:
+    """bf16-mixed on CUDA, 32-true elsewhere, unless set."""
+    if cfg.precision:
+        return cfg.precision
+    wants_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if wants_gpu else "32-true"
+
+
+def world_size(cfg: TrainerConfig) -> int:
+    """Processes over all nodes for these trainer settings."""
+    cuda = torch.cuda.device_count() if cfg.accelerator in ("auto", "gpu", "cuda") else 0
+    return cfg.devices_per_node(cuda) * cfg.num_nodes
+
+
+def build_strategy(cfg: TrainerConfig) -> Any:
+    """``trainer.strategy`` -> a strategy; ``ddp`` gets expconf's launcher (see launch_ddp)."""
+    if cfg.strategy in ("ddp", "ddp_find_unused_parameters_true") and not launch.launched_externally():
+        from expconf.launch_ddp import ExpconfDDPStrategy
+
+        return ExpconfDDPStrategy(find_unused_parameters=cfg.strategy.endswith("_true"))
+    return cfg.strategy
+
+
+def build_callbacks(root: RootConfig) -> list[pl.Callback]:
+    """TimingCallback, PreemptionCallback, progress bar and the allow-listed extras."""
+    from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+
+    cbs: list[pl.Callback] = []
+    c = root.callbacks
+    if c.timing:
+        cbs.append(TimingCallback())
+    if c.preemption:
+        cbs.append(PreemptionCallback(c.preemption_signal))
+    if root.trainer.enable_progress_bar:
+        cbs.append(RichProgressBar() if c.progress_bar == "rich" and _rich_ok() else TQDMProgressBar())
+    for i, node in enumerate(c.extra):
+        cbs.append(targets.instantiate(dict(node), f"callbacks.extra[{i}]"))
+    return cbs
+
+
+def _rich_ok() -> bool:
+    return os.environ.get("EXPCONF_PROGRESS", "rich") == "rich"
+
+
+def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """``trainer`` -> pytorch_lightning.Trainer (gradient accumulation derived from the batch sizes)."""
+    t = root.trainer
+    world = world_size(t)
+    root.validate(world_size=world)
+    accumulate = root.data.global_batch_size // (root.data.micro_batch_size * world)
+    kwargs: dict[str, Any] = {
+        f.name: getattr(t, f.name)
+        for f in dataclasses.fields(t)
+        if f.name not in ("precision", "strategy", "max_epochs") and getattr(t, f.name) is not None
+    }
+    kwargs["max_epochs"] = t.max_epochs if t.max_epochs is not None else (1000 if t.max_steps == -1 else -1)
+    return pl.Trainer(
+        **kwargs,
+        precision=resolve_precision(t),  # type: ignore[arg-type]
+        strategy=build_strategy(t),
+        accumulate_grad_batches=accumulate,
+        callbacks=callbacks,
+        use_distributed_sampler=False,  # the DataModule's sampler shards by rank and resumes exactly
+        default_root_dir=".",
+    )
+
+
+def build_model(root: RootConfig, data: TokenDataModule) -> pl.LightningModule:
+    """``model`` -> the LightningModule named by ``model._target_`` (allow-listed)."""
+    cls = targets.resolve(root.model._target_, "model._target_")
+    data.prepare_data()
+    assert data.vocab_size is not None
+    return cls(
+        root.model,
+        vocab_size=data.vocab_size,
+        seq_length=root.data.seq_length,
+        optim=root.optim,
+        global_batch_size=root.data.global_batch_size,
+    )
+
+
+def build(root: RootConfig) -> Built:
+    """All objects of one run, from a validated config."""
+    pl.seed_everything(root.seed, workers=True, verbose=False)
+    data = TokenDataModule(root.data, seed=root.seed)
+    model = build_model(root, data)
+    trainer = build_trainer(root, build_callbacks(root))
+    return Built(model, data, trainer, build_logger(root.log), build_resume(root.resume))
+
+
+def check_remote(root: RootConfig) -> None:
+    """Fail before any step when a remote checkpoint location cannot be reached."""
+    from expconf.storage import Storage, is_remote
+
+    for key, url in (("log.ckpt.dirpath", root.log.ckpt.dirpath), ("resume.dirpath", root.resume.dirpath)):
+        if url and is_remote(url):
+            Storage(url, root.log.ckpt.storage_options).check_reachable(key)
+
+
+def run(root: RootConfig, task_config: dict[str, Any] | None = None, overrides: list[str] | None = None) -> TrainResult:
+    """Build and train; the CLI's whole job after composition and validation."""
+    check_remote(root)
+    built = build(root)
+    return train(
+        built.model,
+        built.data,
+        built.trainer,
+        built.log,
+        built.resume,
+        task_config=task_config,
+        overrides=overrides,
+    )

@@ -1,0 +1,1 @@
+"""Lightning callbacks of expconf: step timing and preemption handling."""

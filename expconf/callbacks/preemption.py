@@ -1,0 +1,132 @@
+"""``PreemptionCallback``: on a signal, finish the step, checkpoint, stop every rank, exit to be requeued."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from types import FrameType
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+log = logging.getLogger(__name__)
+
+#: Exit status after a preemption checkpoint: EX_TEMPFAIL from sysexits.h, "try again later".
+REQUEUE_EXIT_CODE = 75
+
+# Copies of one signal (a scheduler signalling the process group while torchrun forwards it)
+# arriving closer together than this are one request; a later one is a second request.
+_DUPLICATE_WINDOW_S = 1.0
+
+
+class PreemptionCallback(Callback):
+    """Turns a signal (SIGTERM by default; SIGUSR1 under SLURM) into a clean, resumable stop.
+
+    On the signal the current optimizer step finishes, a ``-last`` checkpoint is written (and
+    pending async saves are awaited), all ranks stop together, and the run exits with
+    :data:`REQUEUE_EXIT_CODE`. A second signal restores the previous handler and re-delivers
+    itself, so it is never swallowed.
+    """
+
+    def __init__(self, sig: int | str = signal.SIGTERM) -> None:
+        self.sig = signal.Signals[sig] if isinstance(sig, str) else signal.Signals(sig)
+        self.received = False
+        self.preempted = False
+        self._received_at = 0.0
+        self._previous: Any = None
+        self._installed = False
+        self._last_step = -1
+
+    # -- the handler ----------------------------------------------------------------------------
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self.received and now - self._received_at > _DUPLICATE_WINDOW_S:
+            log.warning("second %s: no longer waiting for the checkpoint", signal.Signals(signum).name)
+            self.uninstall()
+            os.kill(os.getpid(), signum)
+            return
+        if not self.received:
+            log.warning(
+                "received %s: finishing this step, then checkpointing and exiting with %d",
+                signal.Signals(signum).name,
+                REQUEUE_EXIT_CODE,
+            )
+            self.received = True
+            self._received_at = now
+
+    def install(self) -> None:
+        """Install the handler (Lightning installs its own at fit start, so this runs after)."""
+        if self._installed:
+            return
+        self._previous = signal.signal(self.sig, self._handler)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        """Put back the handler that was there before."""
+        if self._installed:
+            signal.signal(self.sig, self._previous if self._previous is not None else signal.SIG_DFL)
+            self._installed = False
+
+    # -- Lightning hooks ------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_step = trainer.global_step
+        self.install()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self._last_step:
+            return  # mid gradient-accumulation: the step is not finished yet
+        self._last_step = trainer.global_step
+        stop = self.received
+        if trainer.world_size > 1:
+            stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
+        if not stop:
+            return
+        self.preempted = True
+        ckpt: Any = trainer.checkpoint_callback
+        if ckpt is not None and hasattr(ckpt, "save"):
+            ckpt.interrupted = True
+            ckpt.save(trainer, force_last=True)
+            ckpt.wait()
+        elif ckpt is not None:
+            trainer.save_checkpoint(os.path.join(trainer.default_root_dir, "checkpoints", "preempted-last.ckpt"))
+        trainer.should_stop = True
+        log.warning("preemption checkpoint written at step %d; stopping", trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.uninstall()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.uninstall()
+
+    def exit_code(self) -> int:
+        """The exit status the run should end with (0 when not preempted)."""
+        return REQUEUE_EXIT_CODE if self.preempted else 0
+
+
+def requeue_slurm_job() -> bool:
+    """Ask SLURM to requeue this job (``scontrol requeue``) when running under SLURM; True on success."""
+    import shutil
+    import subprocess
+
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job_id = (
+        f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+        if job and "SLURM_ARRAY_TASK_ID" in os.environ
+        else (os.environ.get("SLURM_JOB_ID"))
+    )
+    if not job_id or shutil.which("scontrol") is None:
+        return False
+    result = subprocess.run(["scontrol", "requeue", job_id], check=False)
+    return result.returncode == 0
+
+
+def cuda_sync() -> None:
+    """Wait for queued CUDA work (nothing on the CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()

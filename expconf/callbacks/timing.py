@@ -1,0 +1,121 @@
+"""``TimingCallback``: per-step wall times (and tokens per second) as logged metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+
+class TimingCallback(Callback):
+    """Logs ``train_step_timing in s``, ``train_backward_timing in s``, validation and test step
+    timings, and ``tokens_per_sec`` when the model or datamodule knows its tokens per step.
+
+    Times are taken with ``time.perf_counter``; on CUDA the device is synchronised only at
+    logging steps so the callback does not stall the pipeline on every step.
+    """
+
+    def __init__(self, tokens_per_step: int | None = None) -> None:
+        self.tokens_per_step = tokens_per_step
+        self._start: dict[str, float] = {}
+        self._batch_start = 0.0
+        self._micro_batches = 0
+        self._last_step = -1
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_step = trainer.global_step
+        self._micro_batches = 0
+
+    def _tokens(self, trainer: pl.Trainer) -> int | None:
+        if self.tokens_per_step is not None:
+            return self.tokens_per_step
+        dm = getattr(trainer, "datamodule", None)
+        fn = getattr(dm, "tokens_per_step", None)
+        return int(fn()) if callable(fn) else None
+
+    def _log(self, pl_module: pl.LightningModule, name: str, value: float, prog_bar: bool = False) -> None:
+        pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1, prog_bar=prog_bar)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        now = time.perf_counter()
+        if self._micro_batches == 0:
+            self._start["train"] = now
+        self._micro_batches += 1
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        self._start["backward"] = time.perf_counter()
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if "backward" in self._start:
+            self._log(pl_module, "train_backward_timing in s", time.perf_counter() - self._start.pop("backward"))
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # One optimizer step may span several micro-batches (gradient accumulation).
+        step = trainer.global_step
+        if self._last_step == step:
+            return
+        self._last_step = step
+        self._micro_batches = 0
+        if "train" not in self._start:
+            return
+        every: int = trainer.log_every_n_steps  # type: ignore[attr-defined]
+        if step % every == 0 and torch.cuda.is_available():
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - self._start.pop("train")
+        self._log(pl_module, "train_step_timing in s", dt)
+        tokens = self._tokens(trainer)
+        if tokens and dt > 0:
+            self._log(pl_module, "tokens_per_sec", tokens / dt, prog_bar=False)
+
+    def on_validation_batch_start(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._start["validation"] = time.perf_counter()
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if "validation" in self._start and not trainer.sanity_checking:
+            dt = time.perf_counter() - self._start.pop("validation")
+            pl_module.log("validation_step_timing in s", dt, on_step=False, on_epoch=True, batch_size=1)
+
+    def on_test_batch_start(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._start["test"] = time.perf_counter()
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if "test" in self._start:
+            dt = time.perf_counter() - self._start.pop("test")
+            pl_module.log("test_step_timing in s", dt, on_step=False, on_epoch=True, batch_size=1)

@@ -1,0 +1,1 @@
+"""Checkpoints: the ModelCheckpoint callback, atomic (a)synchronous writes, discovery, model archives."""

@@ -1,0 +1,328 @@
+"""``ModelCheckpoint``: NeMo 2.0's checkpoint callback with atomic, metadata-driven top-k.
+
+Differences from Lightning's and NeMo's (SPEC section 4): scores and steps come from each
+checkpoint's marker, never from its file name; a resumed run rebuilds its top-k from those
+markers; writes are atomic on local disks and object stores; ``async_save`` keeps the loop
+waiting only while the state is staged; and the random-number states of every rank travel
+in the checkpoint so that a resumed run draws the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Checkpoint
+
+from expconf.checkpoint import rng
+from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
+from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
+from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
+from expconf.storage import Storage
+
+log = logging.getLogger(__name__)
+
+_LIGHTNING_KWARGS_IGNORED = {"save_on_train_epoch_end", "enable_version_counter", "verbose"}
+
+
+class ModelCheckpoint(Checkpoint):
+    """Saves top-k, ``-last`` and ``-end`` checkpoints; keyword names and defaults follow NeMo 2.0."""
+
+    def __init__(
+        self,
+        dirpath: str | None = None,
+        monitor: str | None = "val_loss",
+        save_top_k: int = 3,
+        mode: str = "min",
+        save_last: bool = True,
+        every_n_train_steps: int | None = None,
+        filename: str | None = None,
+        always_save_nemo: bool = False,
+        save_nemo_on_train_end: bool = False,
+        async_save: bool = False,
+        every_n_epochs: int | None = None,
+        save_weights_only: bool = False,
+        storage_options: dict[str, Any] | None = None,
+        auto_insert_metric_name: bool = True,
+        **lightning_kwargs: Any,
+    ) -> None:
+        unknown = set(lightning_kwargs) - _LIGHTNING_KWARGS_IGNORED
+        if unknown:
+            raise TypeError(f"ModelCheckpoint got unexpected keyword arguments: {sorted(unknown)}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ModelCheckpoint mode={mode!r}: expected 'min' or 'max'")
+        if save_top_k < -1:
+            raise ValueError(f"ModelCheckpoint save_top_k={save_top_k}: expected an integer >= -1")
+        self.dirpath = dirpath
+        self.monitor = monitor
+        self.save_top_k = save_top_k
+        self.mode = mode
+        self.save_last = save_last
+        self.every_n_train_steps = every_n_train_steps
+        self.every_n_epochs = every_n_epochs
+        self.filename = filename
+        self.always_save_nemo = always_save_nemo
+        self.save_nemo_on_train_end = save_nemo_on_train_end
+        self.async_save = async_save
+        self.save_weights_only = save_weights_only
+        self.storage_options = dict(storage_options or {})
+        self.auto_insert_metric_name = auto_insert_metric_name
+        self.name = "model"  # NeMoLogger sets its experiment name here
+        self.writer = CheckpointWriter(async_save=async_save)
+        self.storage: Storage | None = None
+        self.best_k_models: dict[str, float] = {}
+        self._steps: dict[str, int] = {}
+        self.best_model_path = ""
+        self.best_model_score: float | None = None
+        self.last_model_path = ""
+        self.protected: set[str] = set()  # the checkpoint this run resumed from
+        self._last_saved_step = -1
+        self.interrupted = False  # set by PreemptionCallback: no '-end' checkpoint then
+        self._pending_rng: dict[str, Any] | None = None
+
+    # -- setup --------------------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        return f"expconf.ModelCheckpoint[{self.monitor}]"
+
+    def resolved_dirpath(self, trainer: pl.Trainer | None = None) -> str:
+        """The checkpoint folder: dirpath, else the trainer's default_root_dir/checkpoints."""
+        if self.dirpath:
+            return str(self.dirpath)
+        root = trainer.default_root_dir if trainer is not None else "."
+        return f"{root}/checkpoints"
+
+    def get_storage(self, trainer: pl.Trainer | None = None) -> Storage:
+        """The Storage of the checkpoint folder."""
+        if self.storage is None:
+            self.storage = Storage(self.resolved_dirpath(trainer), self.storage_options)
+        return self.storage
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Rank 0 removes incomplete checkpoints and rebuilds top-k from the markers."""
+        if stage != "fit":
+            return
+        storage = self.get_storage(trainer)
+        if trainer.is_global_zero:
+            storage.makedirs()
+            listing = scan(storage)
+            removed = clean_incomplete(storage, listing, keep=self.protected)
+            for name in removed:
+                log.warning("removed incomplete checkpoint %s", storage.path(name))
+            for name, meta in listing.complete.items():
+                if meta.kind == "topk" and meta.score is not None and meta.monitor == self.monitor:
+                    self.best_k_models[name] = meta.score
+                    self._steps[name] = meta.global_step
+            lasts = listing.by_kind("last")
+            if lasts:
+                self.last_model_path = storage.path(lasts[-1].name)
+            self._update_best(storage)
+        trainer.strategy.barrier("expconf_ckpt_setup")
+
+    # -- when to save -------------------------------------------------------------------------
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Under gradient accumulation this runs per micro-batch; global_step moves only after the
+        # optimizer step, and save() skips a step it already saved, so saves land on step boundaries.
+        n = self.every_n_train_steps
+        if n and trainer.global_step > 0 and trainer.global_step % n == 0:
+            self.save(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.every_n_train_steps or self.every_n_epochs:
+            return
+        self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n = self.every_n_epochs
+        if n and (trainer.current_epoch + 1) % n == 0:
+            self.save(trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Restored here, after sanity checking, so the first resumed step draws what the
+        # uninterrupted run drew.
+        if self._pending_rng is not None:
+            rng.restore(self._pending_rng, trainer.global_rank)
+            self._pending_rng = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.interrupted and trainer.global_step > 0:
+            self.save(trainer, end=True)
+        self.wait()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        try:
+            self.wait()
+        except Exception as e:  # the original exception is the one to report
+            log.error("%s", e)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.writer.close()
+
+    # -- saving -------------------------------------------------------------------------------
+    def metrics(self, trainer: pl.Trainer) -> dict[str, float | int]:
+        """Logged metrics as numbers, plus ``step`` and ``epoch``."""
+        out: dict[str, float | int] = {}
+        for k, v in trainer.callback_metrics.items():
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                out[k] = float(v.item())
+            elif isinstance(v, (int, float)):
+                out[k] = v
+        out["step"] = int(trainer.global_step)
+        out["epoch"] = int(trainer.current_epoch)
+        return out
+
+    def save(self, trainer: pl.Trainer, *, end: bool = False, force_last: bool = False) -> str | None:
+        """Save now (collective: every rank calls it); returns the checkpoint's path on rank 0."""
+        step = int(trainer.global_step)
+        if not end and step == self._last_saved_step:
+            return self.last_model_path or None
+        metrics = self.metrics(trainer)
+        template = self.filename or default_template(self.name, self.monitor)
+        base = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+        states = rng.gather(trainer)
+        written: str | None = None
+        if trainer.is_global_zero:
+            checkpoint["expconf_rng"] = states
+            written = self._plan_and_submit(trainer, checkpoint, metrics, base, end=end, force_last=force_last)
+        self._last_saved_step = step
+        written = trainer.strategy.broadcast(written)
+        trainer.strategy.barrier("expconf_ckpt_save")
+        return written
+
+    def _plan_and_submit(
+        self,
+        trainer: pl.Trainer,
+        checkpoint: dict[str, Any],
+        metrics: dict[str, Any],
+        base: str,
+        *,
+        end: bool,
+        force_last: bool,
+    ) -> str | None:
+        storage = self.get_storage(trainer)
+        score = metrics.get(self.monitor) if self.monitor else None
+        if score is not None and math.isnan(score):
+            score = None
+        payload = stage(checkpoint) if self.async_save else checkpoint
+
+        def meta(name: str, kind: str) -> CheckpointMeta:
+            consumed = metrics.get("consumed_samples")
+            return CheckpointMeta(
+                name=name,
+                global_step=int(metrics["step"]),
+                epoch=int(metrics["epoch"]),
+                kind=kind,
+                monitor=self.monitor,
+                score=score,
+                metrics=dict(metrics),
+                consumed_samples=int(consumed) if consumed is not None else None,
+            )
+
+        plan = SavePlan(label=base)
+        if end:
+            name = base + END_SUFFIX + CKPT_SUFFIX
+            payload["expconf"] = {"kind": "end", "global_step": metrics["step"]}
+            plan.write(storage, name, payload, meta(name, "end"))
+            written: str | None = name
+        else:
+            written = self._plan_topk(storage, plan, payload, base, score, meta)
+            if self.save_last or force_last:
+                last = base + LAST_SUFFIX + CKPT_SUFFIX
+                if written is not None:
+                    plan.copy(storage, written, last, meta(last, "last"))
+                else:
+                    payload["expconf"] = {"kind": "last", "global_step": metrics["step"]}
+                    plan.write(storage, last, payload, meta(last, "last"))
+                old = self.last_model_path.rsplit("/", 1)[-1] if self.last_model_path else ""
+                if old and old != last and old not in self.protected:
+                    plan.delete(storage, old)
+                self.last_model_path = storage.path(last)
+                written = written or last
+        if self.always_save_nemo or (end and self.save_nemo_on_train_end):
+            plan.call(self._archive_step(trainer, storage, payload))
+        self._update_best(storage)
+        self.writer.submit(plan)
+        return storage.path(written) if written else None
+
+    def _plan_topk(
+        self,
+        storage: Storage,
+        plan: SavePlan,
+        payload: dict[str, Any],
+        base: str,
+        score: float | None,
+        meta: Any,
+    ) -> str | None:
+        k = self.save_top_k
+        if k == 0 or (score is None and not (k == -1 and self.monitor is None)):
+            return None
+        name = base + CKPT_SUFFIX
+        if k != -1 and len(self.best_k_models) >= k and score is not None:
+            worst = self._worst()
+            if worst is not None and not self._better(score, self.best_k_models[worst]):
+                return None
+        payload["expconf"] = {"kind": "topk", "global_step": payload.get("global_step")}
+        plan.write(storage, name, payload, meta(name, "topk"))
+        self.best_k_models[name] = score if score is not None else float("nan")
+        while k != -1 and len(self.best_k_models) > k:
+            worst = self._worst()
+            if worst is None:
+                break
+            del self.best_k_models[worst]
+            if worst not in self.protected and worst != name:
+                plan.delete(storage, worst)
+        return name
+
+    def _better(self, a: float, b: float) -> bool:
+        return a < b if self.mode == "min" else a > b
+
+    def _worst(self) -> str | None:
+        if not self.best_k_models:
+            return None
+        pick = max if self.mode == "min" else min
+        return pick(self.best_k_models, key=lambda n: self.best_k_models[n])
+
+    def _update_best(self, storage: Storage) -> None:
+        scored = {n: s for n, s in self.best_k_models.items() if not math.isnan(s)}
+        if scored:
+            pick = min if self.mode == "min" else max
+            best = pick(scored, key=lambda n: scored[n])
+            self.best_model_path = storage.path(best)
+            self.best_model_score = scored[best]
+
+    def _archive_step(self, trainer: pl.Trainer, storage: Storage, payload: dict[str, Any]) -> Any:
+        from expconf.checkpoint.archive import write_archive
+
+        module = trainer.lightning_module
+        state = payload["state_dict"]
+        name = f"{self.name}.nemo"
+        return lambda: write_archive(storage, name, module, state)
+
+    def wait(self) -> None:
+        """Block until pending (async) saves are durable."""
+        self.writer.wait()
+
+    # -- Lightning state ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "dirpath": self.dirpath,
+            "best_model_path": self.best_model_path,
+            "best_model_score": self.best_model_score,
+            "last_model_path": self.last_model_path,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Top-k is rebuilt from the markers in setup(); only the RNG states matter here.
+        pass
+
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._pending_rng = checkpoint.get("expconf_rng")
+        self._last_saved_step = int(checkpoint.get("global_step", -1))

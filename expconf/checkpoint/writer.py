@@ -1,0 +1,157 @@
+"""Writes checkpoints durably, in order, either inline or on a background thread.
+
+Each save is a short plan of steps (write, copy, delete) run in order; a checkpoint's marker
+is written only after its bytes, and an old checkpoint loses its marker before its bytes.
+With ``async_save`` the training loop only pays for *staging* (a CPU copy of every tensor),
+so parameters changed right after the call cannot leak into the saved state.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import torch
+
+from expconf.checkpoint.meta import CheckpointMeta, marker_name
+from expconf.storage import Storage
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[], None]
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written; the previous complete checkpoint is untouched."""
+
+
+def stage(obj: Any) -> Any:
+    """A deep copy of ``obj`` whose tensors live on the CPU and share no memory with the originals."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return obj.__class__((k, stage(v)) for k, v in obj.items())
+    if isinstance(obj, list):
+        return [stage(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(stage(v) for v in obj)
+    return obj
+
+
+def torch_save_to(payload: dict[str, Any]) -> Callable[[IO[bytes]], None]:
+    """A writer function for Storage.write_atomic that serialises ``payload`` with torch.save."""
+    return lambda f: torch.save(payload, f)
+
+
+@dataclass
+class SavePlan:
+    """The ordered steps of one save and the numbers it reports."""
+
+    steps: list[Step] = field(default_factory=list)
+    label: str = ""
+
+    def write(self, storage: Storage, name: str, payload: dict[str, Any], meta: CheckpointMeta) -> None:
+        """Write ``name`` then its marker."""
+
+        def run() -> None:
+            meta.size_bytes = storage.write_atomic(name, torch_save_to(payload))
+            storage.write_bytes_atomic(marker_name(name), meta.to_json())
+
+        self.steps.append(run)
+
+    def copy(self, storage: Storage, src: str, dst: str, meta: CheckpointMeta) -> None:
+        """Copy a written checkpoint to ``dst`` then write ``dst``'s marker."""
+
+        def run() -> None:
+            storage.copy(src, dst)
+            storage.write_bytes_atomic(marker_name(dst), meta.to_json())
+
+        self.steps.append(run)
+
+    def delete(self, storage: Storage, name: str) -> None:
+        """Make ``name`` incomplete (marker first), then remove its bytes."""
+
+        def run() -> None:
+            storage.remove(marker_name(name))
+            storage.remove(name)
+
+        self.steps.append(run)
+
+    def call(self, fn: Step) -> None:
+        """Any other step (a model archive, say)."""
+        self.steps.append(fn)
+
+
+class CheckpointWriter:
+    """Runs save plans inline, or in order on one background thread when ``async_save``."""
+
+    def __init__(self, async_save: bool = False) -> None:
+        self.async_save = async_save
+        self._queue: queue.Queue[SavePlan | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.last_write_seconds = 0.0
+
+    def submit(self, plan: SavePlan) -> None:
+        """Run ``plan`` now, or queue it behind earlier plans."""
+        self.raise_if_failed()
+        if not self.async_save:
+            self._run(plan)
+            self.raise_if_failed()
+            return
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="expconf-ckpt-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(plan)
+
+    def wait(self) -> None:
+        """Block until every queued plan is written; re-raise a write failure."""
+        if self._thread is not None:
+            self._queue.join()
+        self.raise_if_failed()
+
+    def pending(self) -> int:
+        """Plans queued or running."""
+        return self._queue.unfinished_tasks if self.async_save else 0
+
+    def close(self) -> None:
+        """Finish pending writes and stop the thread."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.join()
+            self._queue.put(None)
+            self._thread.join()
+        self._thread = None
+        self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        """Re-raise the first background failure, once."""
+        if self._error is not None:
+            err, self._error = self._error, None
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise CheckpointWriteError(f"checkpoint write failed: {reason[:300]}") from err
+
+    def _loop(self) -> None:
+        while True:
+            plan = self._queue.get()
+            try:
+                if plan is None:
+                    return
+                self._run(plan)
+            finally:
+                self._queue.task_done()
+
+    def _run(self, plan: SavePlan) -> None:
+        t0 = time.perf_counter()
+        try:
+            for step in plan.steps:
+                step()
+        except BaseException as e:  # keep the first failure for the training thread
+            log.error("checkpoint write failed (%s): %s", plan.label, e)
+            if self._error is None:
+                self._error = e
+        self.last_write_seconds = time.perf_counter() - t0

@@ -1,0 +1,43 @@
+"""``callbacks``: TimingCallback, PreemptionCallback and extra user callbacks."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from expconf.config.fields import doc, require
+
+
+@dataclass
+class CallbacksConfig:
+    """Which of expconf's callbacks run; both are on by default."""
+
+    timing: bool = doc(True, "TimingCallback: log 'train_step_timing in s' and tokens per second")
+    preemption: bool = doc(True, "PreemptionCallback: checkpoint and exit with the requeue code on a signal")
+    preemption_signal: str = doc("SIGTERM", "signal that means 'preempted' (SIGUSR1 under SLURM)")
+    progress_bar: str = doc("rich", "rich or tqdm")
+    extra: list[Any] = doc(help="more callbacks as {_target_: ..., ...}; targets must be allow-listed", factory=list)
+
+    def validate(self) -> None:
+        """Check the signal name and progress bar; raises ConfigError."""
+        names = sorted(s.name for s in signal.Signals)
+        require(
+            self.preemption_signal in names,
+            "callbacks.preemption_signal",
+            self.preemption_signal,
+            "a signal name such as SIGTERM or SIGUSR1",
+        )
+        require(
+            self.progress_bar in ("rich", "tqdm"),
+            "callbacks.progress_bar",
+            self.progress_bar,
+            "one of 'rich', 'tqdm'",
+        )
+        for i, cb in enumerate(self.extra):
+            require(
+                isinstance(cb, dict) and "_target_" in cb,
+                f"callbacks.extra[{i}]",
+                cb,
+                "a mapping with a _target_ key",
+            )

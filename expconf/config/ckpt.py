@@ -1,0 +1,45 @@
+"""``log.ckpt``: the twin of :class:`expconf.ModelCheckpoint`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from expconf.config.fields import check_choice, doc, require
+
+
+@dataclass
+class CheckpointConfig:
+    """Where and when checkpoints are written; keyword names equal ``ModelCheckpoint``'s."""
+
+    dirpath: Optional[str] = doc(None, "local path or fsspec URL (s3://bucket/key); null: <run dir>/checkpoints")
+    monitor: Optional[str] = doc("val_loss", "metric that ranks the top-k checkpoints")
+    save_top_k: int = doc(3, "how many best checkpoints to keep (-1: all, 0: none)")
+    mode: str = doc("min", "min or max: whether a lower or higher monitor value is better")
+    save_last: bool = doc(True, "also keep a '-last' checkpoint, the one auto-resume picks")
+    every_n_train_steps: Optional[int] = doc(None, "save every N optimizer steps (null: after each validation)")
+    every_n_epochs: Optional[int] = doc(None, "save at the end of every N epochs")
+    filename: Optional[str] = doc(None, "Lightning template, e.g. gpt--{val_loss:.2f}-{step}-{consumed_samples}")
+    always_save_nemo: bool = doc(False, "also write a model archive (safetensors + config) at each save")
+    save_nemo_on_train_end: bool = doc(False, "write a model archive when training completes")
+    async_save: bool = doc(False, "write checkpoints in the background; the loop only waits for staging")
+    save_weights_only: bool = doc(False, "save model weights only (such checkpoints cannot resume training)")
+    storage_options: dict[str, Any] = doc(
+        help="fsspec options for a remote dirpath (endpoint_url, key, secret, ...); never saved to the run dir",
+        factory=dict,
+    )
+
+    def validate(self, prefix: str = "log.ckpt") -> None:
+        """Check choices and ranges; raises ConfigError."""
+        check_choice(f"{prefix}.mode", self.mode, ("min", "max"))
+        require(self.save_top_k >= -1, f"{prefix}.save_top_k", self.save_top_k, "an integer >= -1")
+        for key in ("every_n_train_steps", "every_n_epochs"):
+            v = getattr(self, key)
+            require(v is None or v >= 1, f"{prefix}.{key}", v, "null or an integer >= 1")
+        if self.filename is not None:
+            require(
+                "/" not in self.filename,
+                f"{prefix}.filename",
+                self.filename,
+                "a file name template without '/' (put folders in dirpath)",
+            )

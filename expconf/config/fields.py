@@ -1,0 +1,40 @@
+"""Small helpers shared by the config dataclasses: fields that carry their help text."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from expconf.errors import ConfigError
+
+
+def doc(default: Any = dataclasses.MISSING, help: str = "", factory: Callable[[], Any] | None = None) -> Any:
+    """A dataclass field whose help text feeds ``--help`` and the generated config reference."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def field_help(cls: type, name: str) -> str:
+    """The help text of field ``name`` of dataclass ``cls``."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return str(f.metadata.get("help", ""))
+    return ""
+
+
+def require(ok: bool, key: str, value: Any, expected: str, hint: str = "") -> None:
+    """Raise :class:`ConfigError` for ``key`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(key, value, expected, hint)
+
+
+def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Raise unless ``value`` is one of ``choices``."""
+    require(value in choices, key, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def check_positive_or_none(key: str, value: Any) -> None:
+    """Raise unless ``value`` is None or a positive number."""
+    require(value is None or value > 0, key, value, "a positive number or null")

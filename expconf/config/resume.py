@@ -1,0 +1,32 @@
+"""``resume``: the twin of :class:`expconf.AutoResume`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from expconf.config.fields import doc, require
+
+
+@dataclass
+class ResumeConfig:
+    """What to resume from; keyword names equal ``AutoResume``'s."""
+
+    path: Optional[str] = doc(None, "resume everything from this checkpoint (NeMo 1.0 resume_from_checkpoint)")
+    dirpath: Optional[str] = doc(
+        None, "where resume_if_exists looks (null: log.ckpt.dirpath, then <run dir>/checkpoints)"
+    )
+    import_path: Optional[str] = doc(None, "initialise model weights only from this checkpoint or archive")
+    resume_if_exists: bool = doc(False, "resume from the newest '-last' checkpoint when one exists")
+    resume_past_end: bool = doc(False, "allow resuming from an '-end' checkpoint (training already completed)")
+    resume_ignore_no_checkpoint: bool = doc(False, "start from scratch instead of failing when nothing is found")
+
+    def validate(self) -> None:
+        """Check the mutually exclusive paths; raises ConfigError."""
+        require(
+            not (self.path and self.import_path),
+            "resume.import_path",
+            self.import_path,
+            "null when resume.path is set",
+            "path and import_path are mutually exclusive",
+        )

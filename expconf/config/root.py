@@ -1,0 +1,48 @@
+"""The root of the config tree and the rules that span several keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from expconf.config.callbacks import CallbacksConfig
+from expconf.config.data import DataConfig
+from expconf.config.fields import doc, require
+from expconf.config.log import LogConfig
+from expconf.config.model import GPTModelConfig
+from expconf.config.optim import OptimConfig
+from expconf.config.resume import ResumeConfig
+from expconf.config.trainer import TrainerConfig
+
+
+@dataclass
+class RootConfig:
+    """Everything one training run needs. Root keys follow SPEC section 2."""
+
+    trainer: TrainerConfig = doc(help="pytorch_lightning.Trainer arguments", factory=TrainerConfig)
+    log: LogConfig = doc(help="NeMoLogger: run dir, loggers, checkpoints", factory=LogConfig)
+    resume: ResumeConfig = doc(help="AutoResume", factory=ResumeConfig)
+    model: GPTModelConfig = doc(help="the model", factory=GPTModelConfig)
+    data: DataConfig = doc(help="the data", factory=DataConfig)
+    optim: OptimConfig = doc(help="optimizer and schedule", factory=OptimConfig)
+    callbacks: CallbacksConfig = doc(help="expconf callbacks", factory=CallbacksConfig)
+    seed: int = doc(1234, "seeds Python, NumPy and torch on every rank")
+
+    def validate(self, world_size: int | None = None) -> None:
+        """Validate every section and the cross-field rules; raises ConfigError."""
+        self.trainer.validate()
+        self.log.validate()
+        self.resume.validate()
+        self.model.validate()
+        self.data.validate()
+        self.optim.validate()
+        self.callbacks.validate()
+        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        if world_size is None:
+            world_size = self.trainer.devices_per_node(0) * self.trainer.num_nodes
+        mbs, gbs = self.data.micro_batch_size, self.data.global_batch_size
+        require(
+            gbs % (mbs * world_size) == 0,
+            "data.global_batch_size",
+            gbs,
+            f"a multiple of data.micro_batch_size x devices x nodes = {mbs} x {world_size}",
+        )

@@ -1,0 +1,79 @@
+"""Registers the config tree in Hydra's ConfigStore, refusing silent overwrites."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from expconf.config.model import GPTModelConfig
+from expconf.config.root import RootConfig
+from expconf.config.trainer import TrainerConfig
+
+#: Name of the root schema in the ConfigStore; conf/expconf.yaml puts it first in its defaults.
+ROOT_SCHEMA = "expconf_schema"
+
+_registered: set[tuple[str | None, str]] = set()
+
+
+class StoreOverwriteError(KeyError):
+    """Raised when a registration would replace an existing ConfigStore entry."""
+
+
+def store(node: Any, *, name: str, group: str | None = None, package: str | None = None) -> None:
+    """Register ``node`` as ``group/name``; an existing entry is an error, never overwritten."""
+    cs = ConfigStore.instance()
+    path = f"{group}/{name}" if group else name
+    if (group, name) in _registered or _exists(cs, group, name):
+        raise StoreOverwriteError(
+            f"config '{path}' is already registered in the ConfigStore; pick another name "
+            "(expconf never overwrites an entry silently)"
+        )
+    cs.store(name=name, node=node, group=group, package=package)
+    _registered.add((group, name))
+
+
+def _exists(cs: ConfigStore, group: str | None, name: str) -> bool:
+    repo: Any = cs.repo
+    if group:
+        for part in group.split("/"):
+            if not isinstance(repo, dict) or part not in repo:
+                return False
+            repo = repo[part]
+    return isinstance(repo, dict) and f"{name}.yaml" in repo
+
+
+def sweep_dir(log_dir: str | None, name: str | None) -> str:
+    """Where Hydra's multirun writes multirun.yaml: the experiment folder, so no stray dirs appear."""
+    return os.path.join(log_dir or "nemo_experiments", name or "default")
+
+
+def register_all() -> None:
+    """Register the root schema, the group options and the resolvers (idempotent)."""
+    if (None, ROOT_SCHEMA) in _registered:
+        return
+    store(RootConfig, name=ROOT_SCHEMA)
+    store(TrainerConfig(accelerator="cpu", devices=1), group="trainer", name="cpu", package="trainer")
+    store(
+        TrainerConfig(accelerator="gpu", devices="auto", precision="bf16-mixed"),
+        group="trainer",
+        name="gpu",
+        package="trainer",
+    )
+    store(
+        TrainerConfig(accelerator="cpu", devices=2, strategy="ddp"),
+        group="trainer",
+        name="ddp_cpu",
+        package="trainer",
+    )
+    store(GPTModelConfig(), group="model", name="gpt_tiny", package="model")
+    store(
+        GPTModelConfig(n_layer=12, n_head=12, n_embd=768, compile=True),
+        group="model",
+        name="gpt_124m",
+        package="model",
+    )
+    if not OmegaConf.has_resolver("expconf_sweep_dir"):
+        OmegaConf.register_new_resolver("expconf_sweep_dir", sweep_dir)

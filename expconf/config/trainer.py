@@ -1,0 +1,87 @@
+"""``trainer``: the ``pytorch_lightning.Trainer`` arguments people set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from expconf.config.fields import check_choice, doc, require
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = (None, "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64", "64-true")
+
+
+@dataclass
+class TrainerConfig:
+    """Arguments of ``pytorch_lightning.Trainer``; names and meanings are Lightning's."""
+
+    accelerator: str = doc("auto", "cpu, gpu (cuda), mps or auto")
+    devices: Any = doc("auto", "number of devices per node, a list of ids, or 'auto'")
+    num_nodes: int = doc(1, "number of nodes (machines)")
+    strategy: str = doc("auto", "auto, ddp, ddp_spawn-free 'ddp' is the one expconf launches itself")
+    precision: Optional[str] = doc(None, "null picks bf16-mixed on CUDA and 32-true elsewhere")
+    max_steps: int = doc(-1, "stop after this many optimizer steps (-1: no limit)")
+    max_epochs: Optional[int] = doc(None, "stop after this many epochs (null: 1000 when max_steps is -1)")
+    val_check_interval: Any = doc(None, "run validation every N training batches (int) or fraction of an epoch")
+    check_val_every_n_epoch: Optional[int] = doc(1, "validate every N epochs (null with an int val_check_interval)")
+    limit_val_batches: Any = doc(None, "validation batches per validation run (int) or fraction")
+    limit_train_batches: Any = doc(None, "training batches per epoch (int) or fraction")
+    num_sanity_val_steps: int = doc(2, "validation batches run before training as a smoke test")
+    log_every_n_steps: int = doc(10, "how often metrics are written to the loggers")
+    gradient_clip_val: Optional[float] = doc(1.0, "clip the global gradient norm to this value (null: off)")
+    enable_progress_bar: bool = doc(True, "show the progress bar")
+    enable_model_summary: bool = doc(True, "print the model summary at start")
+    deterministic: Optional[bool] = doc(None, "torch.use_deterministic_algorithms (needed for bitwise GPU resume)")
+    benchmark: Optional[bool] = doc(None, "cudnn.benchmark")
+    sync_batchnorm: bool = doc(False, "synchronise BatchNorm statistics across ranks")
+
+    def validate(self) -> None:
+        """Check choices and ranges; raises ConfigError."""
+        check_choice("trainer.accelerator", self.accelerator, ACCELERATORS)
+        check_choice("trainer.precision", self.precision, PRECISIONS)
+        require(self.num_nodes >= 1, "trainer.num_nodes", self.num_nodes, "an integer >= 1")
+        require(
+            self.max_steps >= -1 and self.max_steps != 0,
+            "trainer.max_steps",
+            self.max_steps,
+            "-1 (no limit) or a positive integer",
+        )
+        require(
+            self.max_epochs is None or self.max_epochs >= 1,
+            "trainer.max_epochs",
+            self.max_epochs,
+            "null or an integer >= 1",
+        )
+        require(
+            self.log_every_n_steps >= 1,
+            "trainer.log_every_n_steps",
+            self.log_every_n_steps,
+            "an integer >= 1",
+        )
+        require(
+            self.gradient_clip_val is None or self.gradient_clip_val > 0,
+            "trainer.gradient_clip_val",
+            self.gradient_clip_val,
+            "null or a positive number",
+        )
+        d = self.devices
+        ok = (
+            d == "auto"
+            or (isinstance(d, int) and (d >= 1 or d == -1))
+            or (isinstance(d, str) and d.strip().lstrip("-").isdigit())
+            or (isinstance(d, str) and all(p.strip().isdigit() for p in d.split(",") if p.strip()))
+            or (isinstance(d, (list, tuple)) and all(isinstance(i, int) and i >= 0 for i in d))
+        )
+        require(ok, "trainer.devices", d, "'auto', a positive integer, -1 or a list of device ids")
+        require(bool(self.strategy), "trainer.strategy", self.strategy, "a strategy name such as auto or ddp")
+
+    def devices_per_node(self, cuda_count: int) -> int:
+        """How many processes one node runs for these settings."""
+        d = self.devices
+        if isinstance(d, (list, tuple)):
+            return len(d)
+        if isinstance(d, str) and "," in d:
+            return len([p for p in d.split(",") if p.strip()])
+        if d == "auto" or d in (-1, "-1"):
+            return max(cuda_count, 1) if self.accelerator in ("auto", "gpu", "cuda") else 1
+        return int(d)

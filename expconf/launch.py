@@ -1,0 +1,87 @@
+"""Ranks and the decisions every rank must share (run dir, resume checkpoint).
+
+A decision is made once, by the launching process (or global rank 0), and handed to every
+rank and relaunched child through an environment variable, so no two ranks can disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+RUN_DIR_ENV = "EXPCONF_RUN_DIR"
+RESUME_ENV = "EXPCONF_RESUME_CKPT"
+CHILD_CONFIG_ENV = "EXPCONF_CHILD_CONFIG"
+NO_CHECKPOINT = "<none>"
+
+#: Variables a DDP job leaves behind that would make the next job of a sweep hang.
+DIST_ENV_VARS = (
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "RANK",
+    "GROUP_RANK",
+    RUN_DIR_ENV,
+    RESUME_ENV,
+    "PL_GLOBAL_SEED",
+)
+
+
+def global_rank() -> int:
+    """This process's global rank from the launcher's environment (0 when not distributed)."""
+    for var in ("RANK", "SLURM_PROCID", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if var in os.environ:
+            return int(os.environ[var])
+    if "LOCAL_RANK" in os.environ and "NODE_RANK" in os.environ and "LOCAL_WORLD_SIZE" in os.environ:
+        return int(os.environ["NODE_RANK"]) * int(os.environ["LOCAL_WORLD_SIZE"]) + int(os.environ["LOCAL_RANK"])
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def local_rank() -> int:
+    """This process's rank on its node."""
+    for var in ("LOCAL_RANK", "SLURM_LOCALID"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 0
+
+
+def world_size_from_env() -> int:
+    """Number of processes the external launcher started (1 when none)."""
+    for var in ("WORLD_SIZE", "SLURM_NTASKS"):
+        if var in os.environ:
+            return int(os.environ[var])
+    return 1
+
+
+def launched_externally() -> bool:
+    """True under torchrun or srun, where every rank runs the entry point itself."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or (
+        "SLURM_PROCID" in os.environ and world_size_from_env() > 1 and "SLURM_JOB_ID" in os.environ
+    )
+
+
+def agree(env_var: str, decide: Callable[[], str]) -> str:
+    """The one value of a decision for every rank.
+
+    If the launching process already decided (the variable is set) that value is used.
+    Otherwise this process decides and exports it, so children it launches inherit it.
+    Under an external launcher the ranks exchange it through the torch.distributed store.
+    """
+    if env_var in os.environ:
+        return os.environ[env_var]
+    if launched_externally() and world_size_from_env() > 1:
+        from expconf.distributed import agree_with_rank0
+
+        value = agree_with_rank0(env_var, decide)
+    else:
+        value = decide()
+    os.environ[env_var] = value
+    return value
+
+
+def clean_dist_env() -> None:
+    """Forget the previous job's distributed settings (between jobs of a sweep)."""
+    for var in DIST_ENV_VARS:
+        os.environ.pop(var, None)

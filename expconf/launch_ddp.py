@@ -1,0 +1,49 @@
+"""DDP launched by expconf: children start from the job's resolved config, not from argv.
+
+Lightning's own launcher re-runs ``sys.argv``; under ``python -m expconf.train -m ...`` each child
+would re-run the whole sweep. Here every child runs ``python -m expconf.train`` with the
+resolved config of *its* job in ``$EXPCONF_CHILD_CONFIG`` and the run dir and resume decisions
+in ``$EXPCONF_RUN_DIR`` / ``$EXPCONF_RESUME_CKPT``, so all ranks train the same job in one dir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+from expconf.launch import CHILD_CONFIG_ENV
+
+
+class ChildConfigLauncher(_SubprocessScriptLauncher):
+    """Starts local ranks 1..n-1 as ``python -m expconf.train`` children of this job."""
+
+    def _call_children_scripts(self) -> None:
+        self._check_can_spawn_children()
+        self.procs = []
+        if CHILD_CONFIG_ENV not in os.environ:
+            raise RuntimeError(f"{CHILD_CONFIG_ENV} is not set: start DDP runs through python -m expconf.train")
+        env = self.cluster_environment
+        os.environ["MASTER_ADDR"] = env.main_address
+        os.environ["MASTER_PORT"] = str(env.main_port)
+        os.environ["NODE_RANK"] = str(env.node_rank())
+        os.environ["LOCAL_RANK"] = str(env.local_rank())
+        os.environ["WORLD_SIZE"] = f"{self.num_processes * self.num_nodes}"
+        for local_rank in range(1, self.num_processes):
+            child_env = os.environ.copy()
+            child_env["LOCAL_RANK"] = str(local_rank)
+            cmd = [sys.executable, "-m", "expconf.train"]
+            self.procs.append(subprocess.Popen(cmd, env=child_env))
+
+
+class ExpconfDDPStrategy(DDPStrategy):
+    """DDPStrategy whose launcher is :class:`ChildConfigLauncher`."""
+
+    strategy_name = "expconf_ddp"
+
+    def _configure_launcher(self) -> None:
+        assert self.cluster_environment is not None
+        self._launcher = ChildConfigLauncher(self.cluster_environment, self.num_processes, self.num_nodes)

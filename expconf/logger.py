@@ -1,0 +1,260 @@
+"""``NeMoLogger``: decides and fills the run dir, and wires loggers and checkpointing into a Trainer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import yaml
+from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
+
+from expconf import launch
+from expconf.checkpoint.callback import ModelCheckpoint
+from expconf.checkpoint.io import StorageCheckpointIO
+from expconf.redact import collect_secrets, redact, redact_text
+
+log = logging.getLogger("expconf")
+
+DATETIME_FORMAT = "%Y-%m-%d_%H-%M-%S"
+WANDB_ID_FILE = ".wandb_run_id"
+RANK_LOG = "nemo_log_globalrank-{g}_localrank-{l}.txt"
+# Lightning's loggers do not propagate to the root logger, so the file handler joins each.
+LOGGER_NAMES = ("", "pytorch_lightning", "lightning_fabric", "lightning.pytorch")
+
+
+class NeMoLogger:
+    """Experiment logging of NeMo 2.0 with the same keyword arguments (SPEC section 3).
+
+    ``setup(trainer)`` decides the run dir once for all ranks, writes the run files, attaches
+    TensorBoard / W&B loggers under it and installs the checkpoint callback.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        log_dir: str | None = None,
+        explicit_log_dir: str | None = None,
+        version: str | None = None,
+        use_datetime_version: bool = True,
+        log_local_rank_0_only: bool = False,
+        log_global_rank_0_only: bool = False,
+        files_to_copy: list[str] | None = None,
+        update_logger_directory: bool = True,
+        wandb: WandbLogger | None = None,
+        tensorboard: TensorBoardLogger | bool | None = None,
+        extra_loggers: list[Logger] | None = None,
+        ckpt: ModelCheckpoint | None = None,
+    ) -> None:
+        if log_local_rank_0_only and log_global_rank_0_only:
+            raise ValueError("NeMoLogger: log_local_rank_0_only and log_global_rank_0_only cannot both be true")
+        self.name = name or "default"
+        self.log_dir = log_dir
+        self.explicit_log_dir = explicit_log_dir
+        self.version = version
+        self.use_datetime_version = use_datetime_version
+        self.log_local_rank_0_only = log_local_rank_0_only
+        self.log_global_rank_0_only = log_global_rank_0_only
+        self.files_to_copy = files_to_copy or []
+        self.update_logger_directory = update_logger_directory
+        self.wandb = wandb
+        self.tensorboard = tensorboard
+        self.extra_loggers = list(extra_loggers or [])
+        self.ckpt = ckpt
+        self.run_dir: Path | None = None
+        self._file_handler: logging.Handler | None = None
+
+    # -- the run dir ----------------------------------------------------------------------------
+    def decide_run_dir(self, resume_if_exists: bool = False) -> Path:
+        """Pick (and, for new versions, exclusively create) the run dir; shared with every rank."""
+
+        def decide() -> str:
+            if self.explicit_log_dir:
+                if self.version or self.name != "default":
+                    warnings.warn("NeMoLogger: explicit_log_dir is set, so name and version are ignored", stacklevel=3)
+                path = Path(self.explicit_log_dir)
+                if path.exists() and any(path.iterdir()):
+                    warnings.warn(f"NeMoLogger: explicit_log_dir {path} already exists", stacklevel=3)
+                path.mkdir(parents=True, exist_ok=True)
+                return str(path.resolve())
+            base = Path(self.log_dir or "nemo_experiments") / self.name
+            if self.version:
+                path = base / str(self.version)
+            elif resume_if_exists or not self.use_datetime_version:
+                path = base
+            else:
+                return str(create_exclusive(base, time.strftime(DATETIME_FORMAT)).resolve())
+            path.mkdir(parents=True, exist_ok=True)
+            return str(path.resolve())
+
+        self.run_dir = Path(launch.agree(launch.RUN_DIR_ENV, decide))
+        return self.run_dir
+
+    # -- setup ----------------------------------------------------------------------------------
+    def setup(
+        self,
+        trainer: pl.Trainer,
+        resume_if_exists: bool = False,
+        task_config: dict[str, Any] | None = None,
+        overrides: list[str] | None = None,
+    ) -> Path:
+        """Decide the run dir, write its files and wire loggers and checkpointing into ``trainer``."""
+        run_dir = self.decide_run_dir(resume_if_exists)
+        rank, local = launch.global_rank(), launch.local_rank()
+        secrets = collect_secrets(task_config or {})
+        if self.ckpt is not None:
+            secrets += [str(v) for v in self.ckpt.storage_options.values() if isinstance(v, str)]
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            archive_previous_files(run_dir)
+            self._write_run_files(run_dir, task_config, overrides, secrets)
+        self._attach_file_log(run_dir, rank, local)
+        trainer._default_root_dir = str(run_dir)  # type: ignore[attr-defined]
+        self._attach_loggers(trainer, run_dir)
+        self._attach_checkpointing(trainer, run_dir)
+        return run_dir
+
+    def _write_run_files(
+        self,
+        run_dir: Path,
+        task_config: dict[str, Any] | None,
+        overrides: list[str] | None,
+        secrets: list[str],
+    ) -> None:
+        argv = " ".join(shlex.quote(str(a)) for a in redact(list(sys.argv), secrets))
+        (run_dir / "cmd-args.log").write_text(argv + "\n")
+        (run_dir / "git-info.log").write_text(redact_text(git_info(), secrets))
+        if task_config is not None:
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(redact(task_config, secrets), sort_keys=False))
+        if overrides is not None:
+            (run_dir / "overrides.yaml").write_text(yaml.safe_dump(redact(list(overrides), secrets)))
+        for f in self.files_to_copy:
+            src = Path(f)
+            if src.is_file():
+                shutil.copy2(src, run_dir / src.name)
+            else:
+                log.warning("files_to_copy: %s does not exist, skipped", f)
+
+    def _attach_file_log(self, run_dir: Path, rank: int, local: int) -> None:
+        if self.log_global_rank_0_only and rank != 0:
+            return
+        if self.log_local_rank_0_only and local != 0:
+            return
+        self.teardown()
+        handler = logging.FileHandler(run_dir / RANK_LOG.format(g=rank, l=local))
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s %(name)s] %(message)s"))
+        handler.setLevel(logging.INFO)
+        for name in LOGGER_NAMES:
+            logging.getLogger(name).addHandler(handler)
+        logging.getLogger("expconf").setLevel(logging.INFO)
+        logging.captureWarnings(True)
+        self._file_handler = handler
+
+    def _attach_loggers(self, trainer: pl.Trainer, run_dir: Path) -> None:
+        loggers: list[Logger] = []
+        if self.tensorboard is None or self.tensorboard is True:
+            self.tensorboard = TensorBoardLogger(
+                save_dir=str(run_dir), name="tb_logs", version="", default_hp_metric=False
+            )
+        if isinstance(self.tensorboard, TensorBoardLogger):
+            if self.update_logger_directory:
+                self.tensorboard._root_dir = str(run_dir)
+                self.tensorboard._save_dir = str(run_dir)  # type: ignore[attr-defined]
+                self.tensorboard._version = ""
+            loggers.append(self.tensorboard)
+        if self.wandb is not None:
+            self._prepare_wandb(self.wandb, run_dir)
+            loggers.append(self.wandb)
+        loggers.extend(self.extra_loggers)
+        trainer.loggers = loggers
+
+    def _prepare_wandb(self, wandb: WandbLogger, run_dir: Path) -> None:
+        """Point W&B at the run dir and reuse the run id a previous run of this dir created."""
+        if self.update_logger_directory:
+            wandb._save_dir = str(run_dir)
+            wandb._wandb_init["dir"] = str(run_dir)
+        if wandb._wandb_init.get("name") is None:
+            wandb._wandb_init["name"] = self.name
+            wandb._name = self.name
+        id_file = run_dir / WANDB_ID_FILE
+        run_id = wandb._wandb_init.get("id")
+        if run_id is None and id_file.is_file():
+            run_id = id_file.read_text().strip()
+        if run_id is None:
+            import wandb as wandb_lib
+
+            run_id = wandb_lib.util.generate_id()  # type: ignore[attr-defined]
+        wandb._wandb_init["id"] = run_id
+        wandb._wandb_init.setdefault("resume", "allow")
+        wandb._id = run_id
+        if launch.global_rank() == 0:
+            id_file.write_text(str(run_id))
+
+    def _attach_checkpointing(self, trainer: pl.Trainer, run_dir: Path) -> None:
+        ckpt = self.ckpt or ModelCheckpoint()
+        self.ckpt = ckpt
+        if not ckpt.dirpath:
+            ckpt.dirpath = str(run_dir / "checkpoints")
+        ckpt.name = self.name
+        ckpt.storage = None  # re-resolved from the final dirpath
+        existing = trainer.callbacks  # type: ignore[attr-defined]
+        callbacks = [c for c in existing if not isinstance(c, (LightningModelCheckpoint, ModelCheckpoint))]
+        trainer.callbacks = [*callbacks, ckpt]  # type: ignore[attr-defined]
+        trainer.strategy.checkpoint_io = StorageCheckpointIO(ckpt.storage_options)
+
+    def teardown(self) -> None:
+        """Detach the per-rank log file."""
+        if self._file_handler is not None:
+            for name in LOGGER_NAMES:
+                logging.getLogger(name).removeHandler(self._file_handler)
+            self._file_handler.close()
+            self._file_handler = None
+
+
+def create_exclusive(base: Path, version: str) -> Path:
+    """Create ``base/version`` atomically; on collision try ``version_1``, ``version_2``, ..."""
+    base.mkdir(parents=True, exist_ok=True)
+    for i in range(1000):
+        path = base / (version if i == 0 else f"{version}_{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run dir under {base}")
+
+
+def archive_previous_files(run_dir: Path) -> Path | None:
+    """Move a previous run's top-level files into ``run_<k>/`` so a resumed run never overwrites them."""
+    files = [p for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if not files:
+        return None
+    k = 0
+    while (run_dir / f"run_{k}").exists():
+        k += 1
+    dest = run_dir / f"run_{k}"
+    dest.mkdir()
+    for p in files:
+        os.replace(p, dest / p.name)
+    return dest
+
+
+def git_info() -> str:
+    """Commit and diff of the current working directory's repository, when it is one."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        if commit.returncode != 0:
+            return "not a git repository\n"
+        diff = subprocess.run(["git", "diff", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        return f"commit: {commit.stdout.strip()}\n\n{diff.stdout}"
+    except (OSError, subprocess.TimeoutExpired):
+        return "git not available\n"

@@ -1,0 +1,183 @@
+"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from (SPEC section 5)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from expconf import launch
+from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
+from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX
+from expconf.storage import Storage
+
+log = logging.getLogger("expconf")
+
+
+class NotFoundError(FileNotFoundError):
+    """``resume_if_exists`` found no checkpoint to resume from."""
+
+
+class IncompleteCheckpointError(RuntimeError):
+    """Only incomplete checkpoints were found; they must be removed by hand or by a new run."""
+
+
+class TrainingCompletedError(RuntimeError):
+    """An ``-end`` checkpoint exists and ``resume_past_end`` is false."""
+
+
+def _stem(name: str) -> str:
+    return name[: -len(".ckpt")] if name.endswith(".ckpt") else name
+
+
+def is_last(name: str) -> bool:
+    """Whether a checkpoint name (file or folder) ends in ``-last``."""
+    return _stem(name).endswith(LAST_SUFFIX)
+
+
+def is_end(name: str) -> bool:
+    """Whether a checkpoint name (file or folder) ends in ``-end``."""
+    return _stem(name).endswith(END_SUFFIX)
+
+
+@dataclass
+class ResumeDecision:
+    """What resume picked and why (also printed by ``python -m expconf.runs show``)."""
+
+    searched: str
+    listing: Listing
+    chosen: CheckpointMeta | None
+    reason: str
+
+
+def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
+    """Apply the decision table of SPEC section 5 to one folder; raises for the error rows."""
+    listing = scan(storage)
+    ends = [m for n, m in listing.complete.items() if is_end(n)]
+    lasts = [m for n, m in listing.complete.items() if is_last(n)]
+    if ends:
+        newest_end = max(ends, key=lambda m: (m.global_step, m.created))
+        if not resume_past_end:
+            raise TrainingCompletedError(
+                f"training already completed: {storage.path(newest_end.name)} exists; set "
+                "resume.resume_past_end=true to continue past it, or use a new log.name/version"
+            )
+        return ResumeDecision(storage.url, listing, newest_end, "an '-end' checkpoint and resume_past_end=true")
+    if lasts:
+        chosen = max(lasts, key=lambda m: (m.global_step, m.created))
+        why = (
+            "the only '-last' checkpoint"
+            if len(lasts) == 1
+            else (f"highest global step ({chosen.global_step}) of {len(lasts)} '-last' checkpoints")
+        )
+        return ResumeDecision(storage.url, listing, chosen, why)
+    broken = [n for n in listing.incomplete if is_last(n) or is_end(n)]
+    if broken:
+        paths = " ".join(storage.path(n) for n in broken)
+        raise IncompleteCheckpointError(
+            f"only incomplete checkpoints in {storage.url}: {paths}; they were cut off mid-write and "
+            f"cannot be resumed: delete them (rm -r {paths}) or point resume.path at a complete checkpoint"
+        )
+    return ResumeDecision(storage.url, listing, None, "no checkpoint")
+
+
+class AutoResume:
+    """NeMo 2.0's AutoResume with the same keyword arguments and the fixes of SPEC section 5."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        dirpath: str | None = None,
+        import_path: str | None = None,
+        resume_if_exists: bool = False,
+        resume_past_end: bool = False,
+        resume_ignore_no_checkpoint: bool = False,
+    ) -> None:
+        if path and import_path:
+            raise ValueError("AutoResume: path and import_path are mutually exclusive (pick one)")
+        self.path = path
+        self.dirpath = dirpath
+        self.import_path = import_path
+        self.resume_if_exists = resume_if_exists
+        self.resume_past_end = resume_past_end
+        self.resume_ignore_no_checkpoint = resume_ignore_no_checkpoint
+        self.ckpt_path: str | None = None
+        self.decision: ResumeDecision | None = None
+
+    def search_dir(self, trainer: Any) -> tuple[str, dict[str, Any]]:
+        """Where resume_if_exists looks: dirpath, else the checkpoint callback's dirpath, else run dir."""
+        ckpt = getattr(trainer, "checkpoint_callback", None)
+        options = dict(getattr(ckpt, "storage_options", {}) or {})
+        if self.dirpath:
+            return self.dirpath, options
+        if ckpt is not None and getattr(ckpt, "dirpath", None):
+            return str(ckpt.dirpath), options
+        return f"{trainer.default_root_dir}/checkpoints", options
+
+    def setup(self, trainer: Any, model: Any = None) -> str | None:
+        """Decide (once, shared by all ranks) and return the checkpoint to resume from, or None.
+
+        ``import_path`` loads only model weights into ``model`` (no pickle) and returns None.
+        """
+        if self.import_path:
+            if model is None:
+                raise ValueError("AutoResume.import_path needs the model passed to setup()")
+            load_weights(model, self.import_path)
+            return None
+        chosen = launch.agree(launch.RESUME_ENV, lambda: self._decide(trainer) or launch.NO_CHECKPOINT)
+        self.ckpt_path = None if chosen == launch.NO_CHECKPOINT else chosen
+        ckpt = getattr(trainer, "checkpoint_callback", None)
+        if self.ckpt_path and ckpt is not None and hasattr(ckpt, "protected"):
+            ckpt.protected.add(self.ckpt_path.rstrip("/").rsplit("/", 1)[-1])
+        return self.ckpt_path
+
+    def _decide(self, trainer: Any) -> str | None:
+        if self.path:
+            folder, _, name = self.path.rstrip("/").rpartition("/")
+            storage = Storage(folder or ".", self.search_dir(trainer)[1])
+            if not storage.exists(name):
+                raise FileNotFoundError(f"resume.path={self.path}: no such checkpoint")
+            return self.path
+        if not self.resume_if_exists:
+            return None
+        where, options = self.search_dir(trainer)
+        storage = Storage(where, options)
+        self.decision = decide(storage, self.resume_past_end)
+        if self.decision.chosen is None:
+            if self.resume_ignore_no_checkpoint:
+                warnings.warn(f"AutoResume: no checkpoint found in {where}; training from scratch", stacklevel=2)
+                return None
+            raise NotFoundError(
+                f"AutoResume: no checkpoint found in {where}; set resume.resume_ignore_no_checkpoint=true "
+                "to start from scratch"
+            )
+        path = storage.path(self.decision.chosen.name)
+        log.info("resuming from %s (%s)", path, self.decision.reason)
+        return path
+
+
+def load_weights(model: Any, path: str, storage_options: dict[str, Any] | None = None) -> None:
+    """Initialise ``model``'s weights from a checkpoint or model archive without executing pickle code."""
+    import torch
+
+    from expconf.checkpoint.archive import read_archive
+    from expconf.checkpoint.io import split
+
+    if path.endswith(".nemo"):
+        _, state = read_archive(path, storage_options)
+    else:
+        folder, name = split(path)
+        storage = Storage(folder, storage_options)
+        if not storage.exists(name):
+            raise FileNotFoundError(f"resume.import_path={path}: no such file")
+        with storage.open_read(name) as f:
+            loaded = torch.load(f, map_location="cpu", weights_only=True)
+        state = loaded.get("state_dict", loaded)
+    target = getattr(model, "_orig_mod", model)
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    if unexpected or missing:
+        raise ValueError(
+            f"resume.import_path={path}: weights do not fit the model "
+            f"(missing {list(missing)[:5]}, unexpected {list(unexpected)[:5]})"
+        )

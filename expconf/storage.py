@@ -1,0 +1,176 @@
+"""One interface over a local folder and an fsspec URL (``s3://bucket/key``, ``memory://``, ...).
+
+Writes are atomic per object: locally a temporary file is fsynced and renamed into place;
+on object stores a PUT is atomic already. Checkpoints build on this with a completion
+marker written last (see ``expconf.checkpoint.meta``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from expconf.errors import ConfigError
+
+
+def is_remote(url: str | os.PathLike[str]) -> bool:
+    """True for URLs with a scheme other than ``file://``."""
+    s = str(url)
+    return "://" in s and not s.startswith("file://")
+
+
+class Storage:
+    """A folder that holds checkpoints: local path or fsspec URL."""
+
+    def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
+        self.url = str(url).rstrip("/") if is_remote(url) else str(Path(str(url).removeprefix("file://")))
+        self.remote = is_remote(self.url)
+        self.storage_options = dict(storage_options or {})
+        self._fs: Any = None
+
+    def __repr__(self) -> str:
+        return f"Storage({self.url!r})"
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem (remote storages only; created on first use)."""
+        if self._fs is None:
+            import fsspec
+
+            protocol = self.url.split("://", 1)[0]
+            self._fs = fsspec.filesystem(protocol, **self.storage_options)
+        return self._fs
+
+    def path(self, name: str) -> str:
+        """Full path or URL of ``name`` inside this folder."""
+        return f"{self.url}/{name}" if self.remote else os.path.join(self.url, name)
+
+    # -- checks -------------------------------------------------------------------------------
+    def check_reachable(self, key: str = "log.ckpt.dirpath") -> None:
+        """Fail fast, in one line, when the folder cannot be listed or written."""
+        if not self.remote:
+            return
+        probe = f".expconf-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            self.fs.pipe(self.path(probe), b"ok")
+            self.fs.rm(self.path(probe))
+        except Exception as e:  # every backend raises its own types
+            reason = " ".join(str(e).split()) or type(e).__name__
+            endpoint = self.storage_options.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or "default"
+            raise ConfigError(
+                key, self.url, f"a reachable, writable location (endpoint {endpoint}: {reason[:200]})"
+            ) from e
+
+    # -- reads --------------------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` exists."""
+        return bool(self.fs.exists(self.path(name))) if self.remote else os.path.exists(self.path(name))
+
+    def listdir(self) -> list[str]:
+        """Names directly inside the folder (empty when it does not exist)."""
+        if self.remote:
+            try:
+                entries = self.fs.ls(self.url, detail=False, refresh=True)
+            except FileNotFoundError:
+                return []
+            return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
+        try:
+            return sorted(os.listdir(self.url))
+        except FileNotFoundError:
+            return []
+
+    def read_bytes(self, name: str) -> bytes:
+        """The content of ``name``."""
+        if self.remote:
+            return bytes(self.fs.cat_file(self.path(name)))
+        with open(self.path(name), "rb") as f:
+            return f.read()
+
+    def open_read(self, name: str) -> IO[bytes]:
+        """A binary file object for reading ``name``."""
+        if self.remote:
+            return io.BytesIO(self.read_bytes(name))
+        return open(self.path(name), "rb")
+
+    # -- writes -------------------------------------------------------------------------------
+    def makedirs(self) -> None:
+        """Create the folder (no-op on object stores)."""
+        if not self.remote:
+            os.makedirs(self.url, exist_ok=True)
+
+    def write_atomic(self, name: str, write: Callable[[IO[bytes]], None]) -> int:
+        """Write ``name`` with ``write(fileobj)`` so that it is complete or absent; returns bytes written."""
+        if self.remote:
+            buf = io.BytesIO()
+            write(buf)
+            data = buf.getvalue()
+            self.fs.pipe(self.path(name), data)
+            return len(data)
+        self.makedirs()
+        fd, tmp = tempfile.mkstemp(dir=self.url, prefix=f".{name}.tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+                size = f.tell()
+            os.replace(tmp, self.path(name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._fsync_dir()
+        return size
+
+    def write_bytes_atomic(self, name: str, data: bytes) -> int:
+        """Write ``data`` to ``name`` atomically."""
+
+        def write(f: IO[bytes]) -> None:
+            f.write(data)
+
+        return self.write_atomic(name, write)
+
+    def copy(self, src: str, dst: str) -> None:
+        """Copy ``src`` to ``dst`` atomically (server-side on object stores; hard link locally when possible)."""
+        if self.remote:
+            self.fs.copy(self.path(src), self.path(dst))
+            return
+        tmp = self.path(f".{dst}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            os.link(self.path(src), tmp)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(self.path(src), tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, self.path(dst))
+        self._fsync_dir()
+
+    def remove(self, name: str) -> None:
+        """Delete ``name`` (file or folder); a missing name is not an error."""
+        if self.remote:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.path(name), recursive=True)
+            return
+        p = self.path(name)
+        if os.path.isdir(p):
+            import shutil
+
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.url, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

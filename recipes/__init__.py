@@ -1,0 +1,1 @@
+"""Recipes: models and presets composed from expconf's configs (installed as ``expconf.recipes``)."""

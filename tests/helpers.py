@@ -1,0 +1,70 @@
+"""Shared test helpers: running the CLI as a real process, tiny model overrides, reading scalars."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: A model small enough that a few steps take about a second on one CPU core.
+TINY = [
+    "+recipe=gpt",
+    "model.n_layer=1",
+    "model.n_head=2",
+    "model.n_embd=32",
+    "data.seq_length=32",
+    "data.micro_batch_size=4",
+    "data.global_batch_size=8",
+    "data.corpus_megabytes=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.limit_val_batches=2",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def test_env(tmp: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment a CLI run gets: offline W&B, one thread, shared token cache, no stale expconf vars."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPCONF_", "WANDB_", "PL_"))}
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONUNBUFFERED="1",
+        EXPCONF_CACHE=os.environ.get("EXPCONF_TEST_CACHE", str(REPO / ".pytest_expconf_cache")),
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, module: str = "expconf.train",
+            **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m expconf.train ARGS`` in ``cwd`` and return the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=test_env(**env), capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Run dirs (folders holding cmd-args.log) under ``root``."""
+    return sorted(p.parent for p in root.rglob("cmd-args.log") if "run_" not in p.parent.name)
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of a TensorBoard scalar written under ``run_dir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: list[tuple[int, float]] = []
+    for events in sorted(run_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events.parent), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags().get("scalars", []):
+            out += [(e.step, e.value) for e in acc.Scalars(tag)]
+        break
+    return sorted(set(out))
