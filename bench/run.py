@@ -1,0 +1,96 @@
+"""Runs every ``bench/rows_*.py`` module and writes docs/benchmarks.md (``make bench``).
+
+``python -m bench.run [--quick] [--only TOPIC_MODULE ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import platform
+import sys
+import time
+from pathlib import Path
+
+import bench
+from bench.common import Row
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def discover() -> list[str]:
+    """Names of the benchmark modules, in a stable order."""
+    return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("rows_"))
+
+
+def machine() -> str:
+    """A one-line description of this machine."""
+    import torch
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s)"
+    )
+
+
+def render(rows: list[Row], extra: str = "") -> str:
+    """docs/benchmarks.md."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`). Every row is a ratio of two",
+        "things measured in the same invocation, interleaved A B A B; medians, and spreads as",
+        "(max - min) / median of each side's repeats.",
+        "",
+        f"Machine: {machine()}.",
+        f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+    ]
+    topics: dict[str, list[Row]] = {}
+    for r in rows:
+        topics.setdefault(r.topic, []).append(r)
+    for topic, rs in topics.items():
+        lines += [
+            f"## {topic}",
+            "",
+            "| measurement | ratio | goal | met | A median | B median | A spread | B spread | repeats | note |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rs:
+            lines.append(
+                f"| {r.name} | {r.ratio:.3f} | {r.goal} | {'yes' if r.met else '**no**'} | "
+                f"{r.a_median:.4g} {r.unit} | {r.b_median:.4g} {r.unit} | {r.a_spread:.1%} | {r.b_spread:.1%} | "
+                f"{r.repeats} | {r.note} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and write the table."""
+    p = argparse.ArgumentParser(prog="python -m bench.run")
+    p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, not for publishing)")
+    p.add_argument("--only", nargs="*", default=None, help="module names such as rows_step")
+    p.add_argument("--out", default=str(DOCS / "benchmarks.md"))
+    args = p.parse_args(argv)
+    rows: list[Row] = []
+    for name in args.only or discover():
+        print(f"== {name}", flush=True)
+        mod = importlib.import_module(f"bench.{name}")
+        got = mod.rows(quick=args.quick)
+        for r in got:
+            print(f"   {r.name}: {r.ratio:.3f} (goal {r.goal}) {'ok' if r.met else 'MISSED'}", flush=True)
+        rows += got
+    extra = ""
+    gpu = DOCS / "benchmarks-gpu.md"
+    if gpu.is_file():
+        extra = "\n" + gpu.read_text()
+    Path(args.out).write_text(render(rows, extra))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
