@@ -1,0 +1,105 @@
+"""A hand-written PyTorch training loop of the GPT recipe: the baseline every speed row compares with.
+
+Same model, data order, optimizer, schedule, gradient accumulation and clipping as
+``python -m expconf.train +recipe=gpt``, so with the same seed the per-step losses are
+bitwise equal on the CPU.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from expconf.recipes.gpt import GPT, build_optimizer, lr_lambda, padded_vocab
+
+from expconf.config.data import DataConfig
+from expconf.config.model import GPTModelConfig
+from expconf.config.optim import OptimConfig
+from expconf.data import TokenDataModule
+
+
+@dataclass
+class RawResult:
+    """Per-optimizer-step losses and wall times, plus the time to the first step."""
+
+    losses: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    first_step_s: float = 0.0
+    tokens_per_step: int = 0
+    flops_per_token: int = 0
+
+
+def seed_all(seed: int) -> None:
+    """What Lightning's seed_everything seeds."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def raw_train(
+    model_cfg: GPTModelConfig,
+    data_cfg: DataConfig,
+    optim_cfg: OptimConfig,
+    steps: int,
+    *,
+    seed: int = 1234,
+    device: str = "cpu",
+    precision: str | None = None,
+    grad_clip: float | None = 1.0,
+    world_size: int = 1,
+) -> RawResult:
+    """Train ``steps`` optimizer steps; ``precision='bf16-mixed'`` autocasts on CUDA."""
+    t_start = time.perf_counter()
+    seed_all(seed)
+    dm = TokenDataModule(data_cfg, seed=seed)
+    dm.prepare_data()
+    assert dm.vocab_size is not None
+    vocab = model_cfg.vocab_size or padded_vocab(dm.vocab_size)
+    gpt = GPT(model_cfg, vocab, data_cfg.seq_length)
+    model = gpt.to(device)
+    opt = build_optimizer(model, optim_cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, optim_cfg, steps))
+    step_model = torch.compile(model) if model_cfg.compile else model
+    loader = dm.train_dataloader()
+    accumulate = data_cfg.global_batch_size // (data_cfg.micro_batch_size * world_size)
+    autocast = precision == "bf16-mixed" and device.startswith("cuda")
+    result = RawResult(
+        tokens_per_step=data_cfg.global_batch_size * data_cfg.seq_length, flops_per_token=gpt.flops_per_token()
+    )
+    model.train()
+    epoch = 0
+    it = iter(loader)
+    t_step = time.perf_counter()
+    while len(result.losses) < steps:
+        total = torch.zeros((), device=device)
+        for _ in range(accumulate):
+            try:
+                x, y = next(it)
+            except StopIteration:
+                epoch += 1
+                assert dm.sampler is not None
+                dm.sampler.set_epoch(epoch)
+                it = iter(loader)
+                x, y = next(it)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                loss = step_model(x, y)
+            (loss / accumulate).backward()
+            total += loss.detach()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        result.losses.append(float(total / accumulate) if accumulate > 1 else float(total))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        if not result.step_times:
+            result.first_step_s = now - t_start
+        result.step_times.append(now - t_step)
+        t_step = now
+    return result
