@@ -27,7 +27,7 @@ TINY = [
 ]
 
 
-def test_env(tmp: Path | None = None, **extra: str) -> dict[str, str]:
+def cli_env(tmp: Path | None = None, **extra: str) -> dict[str, str]:
     """The environment a CLI run gets: offline W&B, one thread, shared token cache, no stale expconf vars."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPCONF_", "WANDB_", "PL_"))}
     env.update(
@@ -42,12 +42,18 @@ def test_env(tmp: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, module: str = "expconf.train",
-            **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 300, module: str = "expconf.train", **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m expconf.train ARGS`` in ``cwd`` and return the finished process."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=test_env(**env), capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -12,8 +12,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_cli_trains_and_checkpoints(tmp_path: Path) -> None:
-    proc = run_cli([*TINY, "trainer.max_steps=60", "trainer.val_check_interval=20", "optim.lr=3e-3",
-                    "optim.warmup_steps=5"], cwd=tmp_path)
+    proc = run_cli(
+        [*TINY, "trainer.max_steps=60", "trainer.val_check_interval=20", "optim.lr=3e-3", "optim.warmup_steps=5"],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     [run_dir] = run_dirs(tmp_path / "nemo_experiments")
     assert run_dir.parent.name == "gpt"

@@ -28,7 +28,14 @@ def _compose(overrides: list[str]) -> RootConfig:
 def test_every_root_key_composes_with_the_gpt_recipe() -> None:
     root = _compose(["+recipe=gpt"])
     assert {f.name for f in dataclasses.fields(root)} == {
-        "trainer", "log", "resume", "model", "data", "optim", "callbacks", "seed"
+        "trainer",
+        "log",
+        "resume",
+        "model",
+        "data",
+        "optim",
+        "callbacks",
+        "seed",
     }
     assert root.log.name == "gpt" and root.model.n_layer == 4
     root.validate(world_size=1)
