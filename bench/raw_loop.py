@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from expconf.recipes.gpt import GPT, build_optimizer, lr_lambda, padded_vocab
 
 from expconf.config.data import DataConfig
 from expconf.config.model import GPTModelConfig
 from expconf.config.optim import OptimConfig
 from expconf.data import TokenDataModule
+from expconf.recipes.gpt import GPT, build_optimizer, lr_lambda, padded_vocab
 
 
 @dataclass

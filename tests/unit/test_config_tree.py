@@ -85,10 +85,10 @@ def test_store_refuses_overwrite() -> None:
 
 def test_cross_field_rules() -> None:
     root = _compose(["+recipe=gpt", "data.global_batch_size=30", "data.micro_batch_size=16"])
-    with pytest.raises(ConfigError, match="data.global_batch_size"):
+    with pytest.raises(ConfigError, match=r"data\.global_batch_size"):
         root.validate(world_size=1)
     root = _compose(["+recipe=gpt", "model.n_embd=130", "model.n_head=4"])
-    with pytest.raises(ConfigError, match="model.n_embd"):
+    with pytest.raises(ConfigError, match=r"model\.n_embd"):
         root.validate(world_size=1)
 
 
