@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from expconf import launch
 from expconf.callbacks.preemption import REQUEUE_EXIT_CODE, PreemptionCallback, requeue_slurm_job
 from expconf.logger import NeMoLogger
 from expconf.resume import AutoResume
@@ -73,14 +75,22 @@ def train(
             optim.connect(model)
         else:
             model.optim_config = optim
-    run_dir = log.setup(trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides)
-    ckpt_path = resume.setup(trainer, model)
+    # Decisions this call makes (not inherited from a launcher) are forgotten afterwards, so a
+    # second ``train()`` in the same process decides its own run dir and checkpoint.
+    inherited = {var for var in (launch.RUN_DIR_ENV, launch.RESUME_ENV) if var in os.environ}
     try:
-        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path) if data is not None else trainer.fit(
-            model, ckpt_path=ckpt_path
+        run_dir = log.setup(
+            trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides
         )
+        ckpt_path = resume.setup(trainer, model)
+        if data is not None:
+            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        else:
+            trainer.fit(model, ckpt_path=ckpt_path)
     finally:
         log.teardown()
+        for var in {launch.RUN_DIR_ENV, launch.RESUME_ENV} - inherited:
+            os.environ.pop(var, None)
     result = _result(trainer, run_dir)
     if result.preempted and exit_on_preemption:
         if trainer.is_global_zero:

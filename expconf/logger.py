@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ class NeMoLogger:
                 if self.version or self.name != "default":
                     warnings.warn("NeMoLogger: explicit_log_dir is set, so name and version are ignored", stacklevel=3)
                 path = Path(self.explicit_log_dir)
-                if path.exists() and any(path.iterdir()):
+                if path.exists():
                     warnings.warn(f"NeMoLogger: explicit_log_dir {path} already exists", stacklevel=3)
                 path.mkdir(parents=True, exist_ok=True)
                 return str(path.resolve())
@@ -116,8 +117,10 @@ class NeMoLogger:
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             archive_previous_files(run_dir)
-            self._write_run_files(run_dir, task_config, overrides, secrets)
+        # The log file opens before the run files are written, so their warnings land in it.
         self._attach_file_log(run_dir, rank, local)
+        if rank == 0:
+            self._write_run_files(run_dir, task_config, overrides, secrets)
         trainer._default_root_dir = str(run_dir)  # type: ignore[attr-defined]
         self._attach_loggers(trainer, run_dir)
         self._attach_checkpointing(trainer, run_dir)
@@ -190,9 +193,8 @@ class NeMoLogger:
         if run_id is None and id_file.is_file():
             run_id = id_file.read_text().strip()
         if run_id is None:
-            import wandb as wandb_lib
-
-            run_id = wandb_lib.util.generate_id()  # type: ignore[attr-defined]
+            # W&B run ids are short lowercase alphanumerics; wandb's own generator moved between releases.
+            run_id = uuid.uuid4().hex[:8]
         wandb._wandb_init["id"] = run_id
         wandb._wandb_init.setdefault("resume", "allow")
         wandb._id = run_id

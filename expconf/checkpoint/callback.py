@@ -82,6 +82,8 @@ class ModelCheckpoint(Checkpoint):
         self._last_saved_step = -1
         self.interrupted = False  # set by PreemptionCallback: no '-end' checkpoint then
         self._pending_rng: dict[str, Any] | None = None
+        # (step, checkpoint, rng states) captured at the end of the final training step.
+        self._final: tuple[int, dict[str, Any], Any] | None = None
 
     # -- setup --------------------------------------------------------------------------------
     @property
@@ -105,6 +107,7 @@ class ModelCheckpoint(Checkpoint):
         """Rank 0 removes incomplete checkpoints and rebuilds top-k from the markers."""
         if stage != "fit":
             return
+        self._final = None
         storage = self.get_storage(trainer)
         if trainer.is_global_zero:
             storage.makedirs()
@@ -131,6 +134,25 @@ class ModelCheckpoint(Checkpoint):
         n = self.every_n_train_steps
         if n and trainer.global_step > 0 and trainer.global_step % n == 0:
             self.save(trainer)
+        if self._final is None and self._is_final_step(trainer):
+            # The '-end' checkpoint keeps the loop state of this moment, the point every other save
+            # uses: Lightning's loops advance their counters once more before on_train_end, and a
+            # run resumed past the end from such a state would replay or skip a step.
+            checkpoint = stage(trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only))
+            self._final = (int(trainer.global_step), checkpoint, rng.gather(trainer))
+
+    @staticmethod
+    def _is_final_step(trainer: pl.Trainer) -> bool:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            return True
+        max_epochs = trainer.max_epochs
+        return bool(
+            trainer.is_last_batch
+            and max_epochs is not None
+            and max_epochs > 0
+            and trainer.current_epoch + 1 >= max_epochs
+            and trainer.fit_loop.epoch_loop._should_accumulate() is False
+        )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or self.every_n_train_steps or self.every_n_epochs:
@@ -152,6 +174,7 @@ class ModelCheckpoint(Checkpoint):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.interrupted and trainer.global_step > 0:
             self.save(trainer, end=True)
+        self._final = None
         self.wait()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -184,8 +207,11 @@ class ModelCheckpoint(Checkpoint):
         metrics = self.metrics(trainer)
         template = self.filename or default_template(self.name, self.monitor)
         base = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
-        states = rng.gather(trainer)
+        if end and self._final is not None and self._final[0] == step:
+            _, checkpoint, states = self._final
+        else:
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            states = rng.gather(trainer)
         written: str | None = None
         if trainer.is_global_zero:
             checkpoint["expconf_rng"] = states
@@ -231,7 +257,8 @@ class ModelCheckpoint(Checkpoint):
             plan.write(storage, name, payload, meta(name, "end"))
             written: str | None = name
         else:
-            written = self._plan_topk(storage, plan, payload, base, score, meta)
+            # A forced save (preemption) is not an evaluation: it only refreshes '-last'.
+            written = None if force_last else self._plan_topk(storage, plan, payload, base, score, meta)
             if self.save_last or force_last:
                 last = base + LAST_SUFFIX + CKPT_SUFFIX
                 if written is not None:
@@ -326,3 +353,8 @@ class ModelCheckpoint(Checkpoint):
     ) -> None:
         self._pending_rng = checkpoint.get("expconf_rng")
         self._last_saved_step = int(checkpoint.get("global_step", -1))
+        resumed_from = getattr(trainer, "ckpt_path", None)
+        if resumed_from:
+            # Top-k eviction never deletes the checkpoint being resumed from, also when
+            # fit(ckpt_path=...) is called directly, without AutoResume.
+            self.protected.add(str(resumed_from).rstrip("/").rsplit("/", 1)[-1])
