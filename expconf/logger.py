@@ -85,16 +85,19 @@ class NeMoLogger:
                 path = Path(self.explicit_log_dir)
                 if path.exists():
                     warnings.warn(f"NeMoLogger: explicit_log_dir {path} already exists", stacklevel=3)
-                path.mkdir(parents=True, exist_ok=True)
-                return str(path.resolve())
+                return reuse(path)
             base = Path(self.log_dir or "nemo_experiments") / self.name
             if self.version:
-                path = base / str(self.version)
-            elif resume_if_exists or not self.use_datetime_version:
-                path = base
-            else:
-                return str(create_exclusive(base, time.strftime(DATETIME_FORMAT)).resolve())
+                return reuse(base / str(self.version))
+            if resume_if_exists or not self.use_datetime_version:
+                return reuse(base)
+            return str(create_exclusive(base, time.strftime(DATETIME_FORMAT)).resolve())
+
+        def reuse(path: Path) -> str:
+            # The previous run's files move away before any rank learns the dir (and opens its
+            # log file there), so no rank's new file can be swept into run_<k>/.
             path.mkdir(parents=True, exist_ok=True)
+            archive_previous_files(path)
             return str(path.resolve())
 
         self.run_dir = Path(launch.agree(launch.RUN_DIR_ENV, decide))
@@ -116,7 +119,6 @@ class NeMoLogger:
             secrets += [str(v) for v in self.ckpt.storage_options.values() if isinstance(v, str)]
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
-            archive_previous_files(run_dir)
         # The log file opens before the run files are written, so their warnings land in it.
         self._attach_file_log(run_dir, rank, local)
         if rank == 0:

@@ -151,7 +151,6 @@ class ModelCheckpoint(Checkpoint):
             and max_epochs is not None
             and max_epochs > 0
             and trainer.current_epoch + 1 >= max_epochs
-            and trainer.fit_loop.epoch_loop._should_accumulate() is False
         )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

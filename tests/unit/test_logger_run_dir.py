@@ -251,3 +251,31 @@ def test_wandb_run_id_is_kept_for_the_run_dir(tmp_path: Path, monkeypatch: pytes
     assert run_id and second._wandb_init["id"] == run_id and second.version == run_id
     assert second._wandb_init["resume"] == "allow"
     assert first._wandb_init["name"] == "gpt"  # W&B run named after the experiment when unnamed
+
+
+def test_a_rank_joining_a_decided_dir_moves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = decide(monkeypatch, True, name="gpt", log_dir=str(tmp_path))
+    (run_dir / "nemo_log_globalrank-0_localrank-0.txt").write_text("this run's rank 0 log")
+    monkeypatch.setenv("RANK", "1")
+    assert NeMoLogger(name="gpt", log_dir=str(tmp_path)).decide_run_dir(True) == run_dir
+    assert not list(run_dir.glob("run_*"))
+
+
+def test_wandb_from_the_config_tree_lands_in_the_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from expconf.build import build_logger
+    from expconf.config.log import LogConfig, WandbConfig
+
+    cfg = LogConfig(name="gpt", log_dir=str(tmp_path), version="v1", wandb=WandbConfig(project="proj", offline=True))
+    log = build_logger(cfg)
+    t = trainer(tmp_path)
+    fresh(monkeypatch)
+    try:
+        run_dir = log.setup(t)
+    finally:
+        log.teardown()
+    [wandb] = [lg for lg in t.loggers if isinstance(lg, WandbLogger)]
+    assert wandb.save_dir == str(run_dir) and wandb._wandb_init["project"] == "proj"
+    assert (run_dir / ".wandb_run_id").read_text() == wandb.version
+    assert any(isinstance(lg, TensorBoardLogger) for lg in t.loggers)
+    off = build_logger(LogConfig(name="gpt"))
+    assert off.wandb is None
