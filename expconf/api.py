@@ -78,6 +78,7 @@ def train(
     # Decisions this call makes (not inherited from a launcher) are forgotten afterwards, so a
     # second ``train()`` in the same process decides its own run dir and checkpoint.
     inherited = {var for var in (launch.RUN_DIR_ENV, launch.RESUME_ENV) if var in os.environ}
+    failed = True
     try:
         run_dir = log.setup(
             trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides
@@ -87,7 +88,9 @@ def train(
             trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
         else:
             trainer.fit(model, ckpt_path=ckpt_path)
+        failed = False
     finally:
+        log.finish(exit_code=1 if failed else 0)
         log.teardown()
         for var in {launch.RUN_DIR_ENV, launch.RESUME_ENV} - inherited:
             os.environ.pop(var, None)

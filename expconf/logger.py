@@ -215,6 +215,14 @@ class NeMoLogger:
         trainer.callbacks = [*callbacks, ckpt]  # type: ignore[attr-defined]
         trainer.strategy.checkpoint_io = StorageCheckpointIO(ckpt.storage_options)
 
+    def finish(self, exit_code: int = 0) -> None:
+        """Finish the W&B run this logger started, so its files are complete when ``train`` returns
+        and a later run in the same process starts (or resumes) its own run instead of reusing it."""
+        experiment = getattr(self.wandb, "_experiment", None) if self.wandb is not None else None
+        if experiment is not None and hasattr(experiment, "finish"):
+            experiment.finish(exit_code=exit_code)
+            self.wandb._experiment = None  # type: ignore[union-attr]  # a later use resumes the same id
+
     def teardown(self) -> None:
         """Detach the per-rank log file."""
         if self._file_handler is not None:

@@ -66,7 +66,11 @@ def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    resume = ["resume.resume_if_exists=true", "resume.resume_ignore_no_checkpoint=true"]
+    resume = [
+        "resume.resume_if_exists=true",
+        "resume.resume_ignore_no_checkpoint=true",
+        "log.wandb.project=expconf-test",  # W&B from the config tree, offline (WANDB_MODE)
+    ]
     cli([*COMMON, *resume, "trainer.max_steps=20"], monkeypatch, resumed)
     cli([*COMMON, *resume, "resume.resume_past_end=true", "trainer.max_steps=40"], monkeypatch, resumed)
 
@@ -88,6 +92,12 @@ def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert b_loss[step] == pytest.approx(a_loss[step], rel=1e-5), step
     assert len(list((b_dir / "tb_logs").glob("events.out.tfevents.*"))) == 2
     assert [p.name for p in b_dir.iterdir() if p.name.startswith("events")] == []
+
+    # W&B through log.wandb.*: real offline run files under the run dir, one run id for both parts.
+    wandb_runs = sorted((b_dir / "wandb").glob("offline-run-*"))
+    ids = {p.name.rsplit("-", 1)[-1] for p in wandb_runs}
+    assert len(wandb_runs) == 2 and len(ids) == 1, wandb_runs
+    assert all((p / f"run-{next(iter(ids))}.wandb").stat().st_size > 0 for p in wandb_runs)
 
     # The CLI's resolved config and overrides, and the first part's files kept in run_0/.
     assert yaml.safe_load((b_dir / "config.yaml").read_text())["trainer"]["max_steps"] == 40

@@ -173,3 +173,12 @@ def test_both_callbacks_on_by_default_in_the_config() -> None:
     assert expconf.TimingCallback in kinds and expconf.PreemptionCallback in kinds
     [pre] = [c for c in build_callbacks(root) if isinstance(c, expconf.PreemptionCallback)]  # type: ignore[arg-type]
     assert pre.sig == signal.SIGTERM
+    with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
+        cfg = compose(
+            "expconf", overrides=["+recipe=gpt", "callbacks.preemption_signal=SIGUSR1", "callbacks.timing=false"]
+        )
+    root = OmegaConf.to_object(cfg)
+    cbs = build_callbacks(root)  # type: ignore[arg-type]
+    assert not any(isinstance(c, expconf.TimingCallback) for c in cbs)
+    [pre] = [c for c in cbs if isinstance(c, expconf.PreemptionCallback)]
+    assert pre.sig == signal.SIGUSR1
