@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+
 from helpers import TINY, scalars
 
 pytestmark = pytest.mark.slow

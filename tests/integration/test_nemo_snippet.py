@@ -13,8 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import helpers
 import pytest
+
+import helpers
 from helpers import scalars
 
 pytestmark = pytest.mark.slow

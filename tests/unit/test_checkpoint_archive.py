@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
-from expconf.recipes.gpt import GPTModule
 from torch.utils.data import DataLoader, TensorDataset
 
 import expconf
@@ -21,6 +20,7 @@ from expconf.checkpoint.archive import CONFIG_NAME, WEIGHTS_NAME
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.config.model import GPTModelConfig
 from expconf.errors import ConfigError
+from expconf.recipes.gpt import GPTModule
 
 
 def tiny_gpt() -> GPTModule:
