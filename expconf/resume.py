@@ -63,7 +63,12 @@ def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
                 f"training already completed: {storage.path(newest_end.name)} exists; set "
                 "resume.resume_past_end=true to continue past it, or use a new log.name/version"
             )
-        return ResumeDecision(storage.url, listing, newest_end, "an '-end' checkpoint and resume_past_end=true")
+        # A run resumed past the end and then interrupted has a '-last' newer than the '-end'.
+        newest = max([*ends, *lasts], key=lambda m: (m.global_step, m.created))
+        why = "an '-end' checkpoint and resume_past_end=true"
+        if newest is not newest_end:
+            why = f"resume_past_end=true and a '-last' checkpoint past the '-end' (step {newest.global_step})"
+        return ResumeDecision(storage.url, listing, newest, why)
     if lasts:
         chosen = max(lasts, key=lambda m: (m.global_step, m.created))
         why = (

@@ -138,8 +138,11 @@ class ModelCheckpoint(Checkpoint):
             # The '-end' checkpoint keeps the loop state of this moment, the point every other save
             # uses: Lightning's loops advance their counters once more before on_train_end, and a
             # run resumed past the end from such a state would replay or skip a step.
-            checkpoint = stage(trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only))
-            self._final = (int(trainer.global_step), checkpoint, rng.gather(trainer))
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            states = rng.gather(trainer)
+            # Only rank 0 writes; a CPU copy keeps the state of this moment until on_train_end.
+            kept = stage(checkpoint) if trainer.is_global_zero else {}
+            self._final = (int(trainer.global_step), kept, states)
 
     @staticmethod
     def _is_final_step(trainer: pl.Trainer) -> bool:

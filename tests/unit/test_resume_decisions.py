@@ -146,6 +146,15 @@ def test_end_preferred_over_last_with_resume_past_end(tmp_path: Path, monkeypatc
     assert got == str(end2)
 
 
+def test_last_past_the_end_wins_with_resume_past_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Trained to 20 (-end), resumed past the end, preempted at 30 (-last): continue from 30.
+    folder = tmp_path / "c"
+    put(folder, "gpt--step=20-end.ckpt", 20, "end")
+    later = put(folder, "gpt--step=30-last.ckpt", 30, "last")
+    got = choose(AutoResume(resume_if_exists=True, resume_past_end=True), trainer(tmp_path, folder), monkeypatch)
+    assert got == str(later)
+
+
 def test_incomplete_candidates_are_never_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "c"
     good = put(folder, "gpt--step=10-last.ckpt", 10, "last")
