@@ -63,6 +63,10 @@ class Toy(pl.LightningModule):
         x, y = batch
         self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
 
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("test_loss", torch.nn.functional.mse_loss(self.net(x), y))
+
     def configure_optimizers(self) -> Any:
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
@@ -118,6 +122,22 @@ def test_step_backward_and_validation_timings_every_step(tmp_path: Path) -> None
     # Two validations (after steps 3 and 6), sanity checking excluded.
     assert len(capture.series(VALIDATION)) == 2
     assert not capture.series("tokens_per_sec")
+
+
+def test_test_step_timing(tmp_path: Path) -> None:
+    capture = Capture()
+    trainer = pl.Trainer(
+        logger=capture,
+        limit_test_batches=2,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=str(tmp_path),
+        callbacks=[expconf.TimingCallback()],
+    )
+    trainer.test(Toy(), ToyData().val_dataloader(), verbose=False)
+    [(_, seconds)] = capture.series("test_step_timing in s")
+    assert seconds > 0
 
 
 def test_one_step_timing_per_optimizer_step_under_accumulation(tmp_path: Path) -> None:
