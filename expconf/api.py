@@ -80,6 +80,7 @@ def train(
     inherited = {var for var in (launch.RUN_DIR_ENV, launch.RESUME_ENV) if var in os.environ}
     failed = True
     try:
+        _check_resume_first(log, resume)
         run_dir = log.setup(
             trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides
         )
@@ -101,6 +102,20 @@ def train(
             print(result.summary(), flush=True)
         sys.exit(REQUEUE_EXIT_CODE)
     return result
+
+
+def _check_resume_first(log: NeMoLogger, resume: AutoResume) -> None:
+    """Refuse (training already completed, only incomplete checkpoints, nothing found) before the
+    run dir is touched, so a refused start leaves the previous run's files where they were."""
+    if not resume.resume_if_exists or resume.path or resume.import_path or launch.RESUME_ENV in os.environ:
+        return
+    planned = log.planned_run_dir(resume_if_exists=True)
+    ckpt = log.ckpt
+    where = resume.dirpath or (ckpt.dirpath if ckpt is not None and ckpt.dirpath else None)
+    if where is None and planned is not None:
+        where = f"{planned}/checkpoints"
+    if where is not None:
+        resume.check(str(where), ckpt.storage_options if ckpt is not None else None)
 
 
 def _result(trainer: pl.Trainer, run_dir: Path) -> TrainResult:

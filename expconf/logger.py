@@ -75,6 +75,20 @@ class NeMoLogger:
         self._file_handler: logging.Handler | None = None
 
     # -- the run dir ----------------------------------------------------------------------------
+    def planned_run_dir(self, resume_if_exists: bool = False) -> Path | None:
+        """The run dir when it does not depend on the clock (None for a new datetime version);
+        no side effects. A decision a launcher already made wins."""
+        if launch.RUN_DIR_ENV in os.environ:
+            return Path(os.environ[launch.RUN_DIR_ENV])
+        if self.explicit_log_dir:
+            return Path(self.explicit_log_dir)
+        base = Path(self.log_dir or "nemo_experiments") / self.name
+        if self.version:
+            return base / str(self.version)
+        if resume_if_exists or not self.use_datetime_version:
+            return base
+        return None
+
     def decide_run_dir(self, resume_if_exists: bool = False) -> Path:
         """Pick (and, for new versions, exclusively create) the run dir; shared with every rank."""
 
@@ -82,15 +96,12 @@ class NeMoLogger:
             if self.explicit_log_dir:
                 if self.version or self.name != "default":
                     warnings.warn("NeMoLogger: explicit_log_dir is set, so name and version are ignored", stacklevel=3)
-                path = Path(self.explicit_log_dir)
-                if path.exists():
-                    warnings.warn(f"NeMoLogger: explicit_log_dir {path} already exists", stacklevel=3)
-                return reuse(path)
+                if Path(self.explicit_log_dir).exists():
+                    warnings.warn(f"NeMoLogger: explicit_log_dir {self.explicit_log_dir} already exists", stacklevel=3)
+            planned = self.planned_run_dir(resume_if_exists)
+            if planned is not None:
+                return reuse(planned)
             base = Path(self.log_dir or "nemo_experiments") / self.name
-            if self.version:
-                return reuse(base / str(self.version))
-            if resume_if_exists or not self.use_datetime_version:
-                return reuse(base)
             return str(create_exclusive(base, time.strftime(DATETIME_FORMAT)).resolve())
 
         def reuse(path: Path) -> str:

@@ -137,6 +137,21 @@ class AutoResume:
             ckpt.protected.add(self.ckpt_path.rstrip("/").rsplit("/", 1)[-1])
         return self.ckpt_path
 
+    def check(self, where: str, storage_options: dict[str, Any] | None = None) -> None:
+        """Raise now what ``resume_if_exists`` would raise for folder ``where`` (training already
+        completed, only incomplete checkpoints, nothing found), before the run dir is touched."""
+        if self.resume_if_exists and not self.path and not self.import_path:
+            self._decide_in(Storage(where, storage_options))
+
+    def _decide_in(self, storage: Storage) -> ResumeDecision:
+        decision = decide(storage, self.resume_past_end)
+        if decision.chosen is None and not self.resume_ignore_no_checkpoint:
+            raise NotFoundError(
+                f"AutoResume: no checkpoint found in {storage.url}; set resume.resume_ignore_no_checkpoint=true "
+                "to start from scratch"
+            )
+        return decision
+
     def _decide(self, trainer: Any) -> str | None:
         if self.path:
             folder, _, name = self.path.rstrip("/").rpartition("/")
@@ -148,15 +163,10 @@ class AutoResume:
             return None
         where, options = self.search_dir(trainer)
         storage = Storage(where, options)
-        self.decision = decide(storage, self.resume_past_end)
+        self.decision = self._decide_in(storage)
         if self.decision.chosen is None:
-            if self.resume_ignore_no_checkpoint:
-                warnings.warn(f"AutoResume: no checkpoint found in {where}; training from scratch", stacklevel=2)
-                return None
-            raise NotFoundError(
-                f"AutoResume: no checkpoint found in {where}; set resume.resume_ignore_no_checkpoint=true "
-                "to start from scratch"
-            )
+            warnings.warn(f"AutoResume: no checkpoint found in {where}; training from scratch", stacklevel=2)
+            return None
         path = storage.path(self.decision.chosen.name)
         log.info("resuming from %s (%s)", path, self.decision.reason)
         return path

@@ -82,3 +82,29 @@ def test_each_train_call_decides_its_own_run_dir_and_checkpoint(tmp_path: Path) 
     assert runs[0] != runs[1] and all(r.parent == tmp_path / "exp" for r in runs)
     assert launch.RUN_DIR_ENV not in __import__("os").environ
     assert launch.RESUME_ENV not in __import__("os").environ
+
+
+def test_a_refused_resume_leaves_the_run_dir_untouched(tmp_path: Path) -> None:
+    import pytest
+
+    from expconf.resume import NotFoundError, TrainingCompletedError
+
+    def start(**resume: bool) -> expconf.TrainResult:
+        log = expconf.NeMoLogger(name="exp", log_dir=str(tmp_path))
+        return expconf.train(
+            model=Toy(),
+            data=None,
+            trainer=trainer(2),
+            log=log,
+            resume=expconf.AutoResume(resume_if_exists=True, **resume),
+        )
+
+    with pytest.raises(NotFoundError, match="exp/checkpoints"):
+        start()
+    assert not (tmp_path / "exp").exists(), "nothing is created for a refused start"
+    run_dir = start(resume_ignore_no_checkpoint=True).run_dir
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    with pytest.raises(TrainingCompletedError, match="training already completed"):
+        start()
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert not (run_dir / "run_0").exists()
