@@ -108,7 +108,7 @@ class NeMoLogger:
             # The previous run's files move away before any rank learns the dir (and opens its
             # log file there), so no rank's new file can be swept into run_<k>/.
             path.mkdir(parents=True, exist_ok=True)
-            archive_previous_files(path)
+            archive_previous_files(path, self.files_to_copy)
             return str(path.resolve())
 
         self.run_dir = Path(launch.agree(launch.RUN_DIR_ENV, decide))
@@ -256,9 +256,22 @@ def create_exclusive(base: Path, version: str) -> Path:
     raise RuntimeError(f"could not create a new run dir under {base}")
 
 
-def archive_previous_files(run_dir: Path) -> Path | None:
-    """Move a previous run's top-level files into ``run_<k>/`` so a resumed run never overwrites them."""
-    files = [p for p in run_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
+#: The top-level files a run writes; only these (and copies of ``files_to_copy``) move to ``run_<k>/``.
+RUN_FILES = ("cmd-args.log", "git-info.log", "config.yaml", "overrides.yaml")
+
+
+def archive_previous_files(run_dir: Path, copied: list[str] | None = None) -> Path | None:
+    """Move a previous run's top-level files into ``run_<k>/`` so a resumed run never overwrites them.
+
+    Only files a run writes are moved (``RUN_FILES``, per-rank logs, copies of ``copied``), so
+    an ``explicit_log_dir`` that also holds other files keeps them in place.
+    """
+    names = {*RUN_FILES, *(Path(f).name for f in copied or [])}
+    files = [
+        p
+        for p in run_dir.iterdir()
+        if p.is_file() and (p.name in names or (p.name.startswith("nemo_log_") and p.name.endswith(".txt")))
+    ]
     if not files:
         return None
     k = 0

@@ -134,10 +134,13 @@ def test_git_info_records_commit_and_diff(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_resume_moves_previous_files_into_run_k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    notes = tmp_path / "notes.md"
+
     def run(argv: str) -> Path:
         monkeypatch.setattr(sys, "argv", [argv])
+        notes.write_text({"first": "v1", "second": "v2"}.get(argv, "v3"))
         fresh(monkeypatch)
-        log = NeMoLogger(name="gpt", log_dir=str(tmp_path))
+        log = NeMoLogger(name="gpt", log_dir=str(tmp_path), files_to_copy=[str(notes)])
         try:
             return log.setup(trainer(tmp_path), resume_if_exists=True)
         finally:
@@ -145,6 +148,7 @@ def test_resume_moves_previous_files_into_run_k(tmp_path: Path, monkeypatch: pyt
 
     run_dir = run("first")
     (run_dir / "checkpoints").mkdir(exist_ok=True)
+    (run_dir / "user_notes.txt").write_text("not written by expconf")
     assert run("second") == run_dir
     assert (run_dir / "run_0" / "cmd-args.log").read_text() == "first\n"
     assert (run_dir / "cmd-args.log").read_text() == "second\n"
@@ -153,6 +157,10 @@ def test_resume_moves_previous_files_into_run_k(tmp_path: Path, monkeypatch: pyt
     assert (run_dir / "run_0" / "cmd-args.log").read_text() == "first\n"
     assert (run_dir / "run_1" / "nemo_log_globalrank-0_localrank-0.txt").is_file()
     assert (run_dir / "checkpoints").is_dir() and not (run_dir / "run_1" / "checkpoints").exists()
+    assert (run_dir / "user_notes.txt").is_file(), "only the files a run writes move"
+    assert (run_dir / "run_0" / "notes.md").read_text() == "v1", "copies of files_to_copy move too"
+    assert (run_dir / "run_1" / "notes.md").read_text() == "v2"
+    assert (run_dir / "notes.md").read_text() == "v3"
 
 
 # -- per-rank log files -----------------------------------------------------------------------------------
