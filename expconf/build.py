@@ -175,6 +175,9 @@ def run(root: RootConfig, task_config: dict[str, Any] | None = None, overrides: 
     """Build and train; the CLI's whole job after composition and validation."""
     check_remote(root)
     built = build(root)
+    from expconf.launch_ddp import JobRecord
+
+    built.trainer.callbacks.append(JobRecord(task_config))  # type: ignore[attr-defined]
     return train(
         built.model,
         built.data,

@@ -1,39 +1,79 @@
-"""Sharing a value from global rank 0 with the other ranks before Lightning starts its process group."""
+"""Sharing a value from global rank 0 with the other ranks before Lightning starts its process group.
+
+Under torchrun the elastic agent already serves a TCPStore at ``MASTER_ADDR:MASTER_PORT``
+(``TORCHELASTIC_USE_AGENT_STORE=True``); the ranks exchange the value there. Under srun there is no
+store before the process group exists, so rank 0 publishes the value as a file in a folder every
+node sees (the working directory by default: a run dir shared by all ranks needs a shared file
+system anyway).
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from expconf.launch import global_rank
 
+#: Folder for file-based agreement (srun and other launchers without a store).
+AGREE_DIR_ENV = "EXPCONF_AGREE_DIR"
 
-def agree_with_rank0(key: str, decide: Callable[[], str], timeout_s: float = 600.0) -> str:
-    """Rank 0 runs ``decide`` and publishes the result through a TCPStore; the others wait for it.
 
-    Under torchrun the agent's store serves MASTER_ADDR:MASTER_PORT; the key carries the restart
-    count so an elastic restart makes a fresh decision.
+def agreement_key(key: str) -> str:
+    """``key`` scoped to this launch: the launcher's run id and its restart count.
+
+    An elastic restart (torchrun ``--max-restarts``) or a SLURM requeue makes a fresh decision
+    instead of reading the previous attempt's.
     """
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        run_id = os.environ["TORCHELASTIC_RUN_ID"]
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    else:
+        run_id = os.environ.get("SLURM_JOB_ID", "run")
+        restart = os.environ.get("SLURM_RESTART_COUNT", "0")
+    return f"expconf/{run_id}/{restart}/{key}"
+
+
+def agree_with_rank0(key: str, decide: Callable[[], str], timeout_s: float = 600.0, rank: int | None = None) -> str:
+    """Rank 0 runs ``decide`` and publishes the result; every other rank waits for it and returns it."""
+    rank = global_rank() if rank is None else rank
+    full_key = agreement_key(key)
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return _via_agent_store(full_key, decide, timeout_s, rank)
+    return _via_file(full_key, decide, timeout_s, rank)
+
+
+def _via_agent_store(full_key: str, decide: Callable[[], str], timeout_s: float, rank: int) -> str:
     from torch.distributed import TCPStore
 
     host = os.environ.get("MASTER_ADDR", "127.0.0.1")
     port = int(os.environ.get("MASTER_PORT", "29500"))
-    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID", os.environ.get("SLURM_JOB_ID", "run"))
-    full_key = f"expconf/{run_id}/{restart}/{key}"
-    store = (
-        TCPStore(host, port, is_master=False, timeout=timedelta(seconds=timeout_s), use_libuv=True)
-        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-        else None
-    )
-    if store is None:
-        raise RuntimeError(
-            "expconf needs the launcher's store to share decisions between ranks: use torchrun, "
-            f"or set {key} for every rank"
-        )
-    if global_rank() == 0:
+    store = TCPStore(host, port, is_master=False, timeout=timedelta(seconds=timeout_s))
+    if rank == 0:
         value = decide()
         store.set(full_key, value)
         return value
-    return store.get(full_key).decode()
+    return store.get(full_key).decode()  # blocks until rank 0 has set it (or the timeout)
+
+
+def _via_file(full_key: str, decide: Callable[[], str], timeout_s: float, rank: int) -> str:
+    folder = Path(os.environ.get(AGREE_DIR_ENV, ".expconf")) / "agree"
+    path = folder / full_key.replace("/", "__")
+    if rank == 0:
+        value = decide()
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(value)
+        os.replace(tmp, path)  # readers never see a half-written value
+        return value
+    deadline = time.monotonic() + timeout_s
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"rank {rank} waited {timeout_s:.0f}s for rank 0 to publish {full_key} in {path}: is "
+                f"{folder} on a file system every node sees? (set {AGREE_DIR_ENV} to one that is)"
+            )
+        time.sleep(0.2)
+    return path.read_text()

@@ -6,8 +6,11 @@ rank and relaunched child through an environment variable, so no two ranks can d
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable
+from typing import Any
 
 RUN_DIR_ENV = "EXPCONF_RUN_DIR"
 RESUME_ENV = "EXPCONF_RESUME_CKPT"
@@ -85,3 +88,8 @@ def clean_dist_env() -> None:
     """Forget the previous job's distributed settings (between jobs of a sweep)."""
     for var in DIST_ENV_VARS:
         os.environ.pop(var, None)
+
+
+def config_digest(cfg: Any) -> str:
+    """sha256 of a config container, independent of key order (``config.yaml`` loads to the same)."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()

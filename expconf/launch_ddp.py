@@ -8,14 +8,20 @@ in ``$EXPCONF_RUN_DIR`` / ``$EXPCONF_RESUME_CKPT``, so all ranks train the same 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from typing import Any
 
+import pytorch_lightning as pl
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from expconf.launch import CHILD_CONFIG_ENV
+from expconf.launch import CHILD_CONFIG_ENV, config_digest
+from expconf.redact import collect_secrets, redact
+
+log = logging.getLogger("expconf")
 
 
 class ChildConfigLauncher(_SubprocessScriptLauncher):
@@ -47,3 +53,29 @@ class ExpconfDDPStrategy(DDPStrategy):
     def _configure_launcher(self) -> None:
         assert self.cluster_environment is not None
         self._launcher = ChildConfigLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+
+
+class JobRecord(pl.Callback):
+    """Writes, into each rank's own log file, the digest of the job config that rank trains.
+
+    The run dir holds one ``config.yaml`` (rank 0's); the digest (:func:`expconf.launch.config_digest`
+    of the redacted config, the same value ``config.yaml`` gives) lets anyone check that every rank
+    of a job, DDP children and other nodes' ranks included, trained that job.
+    """
+
+    PREFIX = "expconf job config"
+
+    def __init__(self, task_config: dict[str, Any] | None) -> None:
+        self.task_config = task_config
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.task_config is None:
+            return
+        cfg = redact(self.task_config, collect_secrets(self.task_config))
+        log.info(
+            "%s (global rank %d of %d): sha256=%s",
+            self.PREFIX,
+            trainer.global_rank,
+            trainer.world_size,
+            config_digest(cfg),
+        )

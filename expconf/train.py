@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from expconf.errors import USER_ERROR_EXIT_CODE, ConfigError
-from expconf.launch import CHILD_CONFIG_ENV, clean_dist_env
+from expconf.launch import CHILD_CONFIG_ENV, clean_dist_env, global_rank
 
 MODEL_CLASS_KEY = "__model_config_class__"
 
@@ -49,7 +49,8 @@ def _task(cfg: Any) -> None:
         from expconf.build import run
 
         result = run(root, task_config=resolved, overrides=overrides)
-        print(result.summary(), flush=True)
+        if global_rank() == 0:  # other ranks know no checkpoint paths; one summary per job
+            print(result.summary(), flush=True)
     finally:
         _end_job()
 
@@ -84,7 +85,7 @@ def run_child() -> None:
     if model_cls is not None:
         schema.model = OmegaConf.structured(model_cls)
     root: Any = OmegaConf.to_object(OmegaConf.merge(schema, data))
-    run(root)
+    run(root, task_config=data)
 
 
 def _hydra_main() -> None:

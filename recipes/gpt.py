@@ -174,7 +174,9 @@ class GPTModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss: torch.Tensor = self.model(x, y)
-        self.log("reduced_train_loss", loss.detach(), prog_bar=True, batch_size=x.size(0))
+        # The mean over ranks (one scalar all-reduce per micro-batch; a no-op on one process), so
+        # the logged loss of a DDP run equals that of one process with the same global batch.
+        self.log("reduced_train_loss", loss.detach(), prog_bar=True, sync_dist=True, batch_size=x.size(0))
         # Logged here (not in on_train_batch_end, which runs after the callbacks') with the value
         # the step reaches, so a checkpoint named by {consumed_samples} agrees with its {step}.
         self.log("consumed_samples", float(self.consumed_samples()), batch_size=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from typing import Any
 
@@ -41,9 +42,13 @@ def gather(trainer: pl.Trainer) -> dict[str, Any]:
     """Every rank's states (collective under DDP), indexed by global rank."""
     mine = capture()
     if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Tensors are exchanged as torch.save bytes: all_gather_object's own unpickling of
+        # tensors fails on torch 2.13 ("UntypedStorage has no attribute dtype").
+        buf = io.BytesIO()
+        torch.save(mine, buf)
         out: list[Any] = [None] * trainer.world_size
-        torch.distributed.all_gather_object(out, mine)
-        return {"per_rank": out}
+        torch.distributed.all_gather_object(out, buf.getvalue())
+        return {"per_rank": [torch.load(io.BytesIO(b), weights_only=True) for b in out]}
     return {"per_rank": [mine]}
 
 
