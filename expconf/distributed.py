@@ -21,11 +21,17 @@ from expconf.launch import global_rank
 AGREE_DIR_ENV = "EXPCONF_AGREE_DIR"
 
 
-def agreement_key(key: str) -> str:
-    """``key`` scoped to this launch: the launcher's run id and its restart count.
+#: How many times this process has agreed on each key: the jobs of a sweep run in the same order
+#: on every rank, so the n-th decision of a key is the same job's everywhere.
+_rounds: dict[str, int] = {}
+
+
+def agreement_key(key: str, round_: int = 0) -> str:
+    """``key`` scoped to this launch: the launcher's run id, its restart count and the sweep job.
 
     An elastic restart (torchrun ``--max-restarts``) or a SLURM requeue makes a fresh decision
-    instead of reading the previous attempt's.
+    instead of reading the previous attempt's, and the second job of a sweep does not read the
+    first job's.
     """
     if "TORCHELASTIC_RUN_ID" in os.environ:
         run_id = os.environ["TORCHELASTIC_RUN_ID"]
@@ -33,13 +39,25 @@ def agreement_key(key: str) -> str:
     else:
         run_id = os.environ.get("SLURM_JOB_ID", "run")
         restart = os.environ.get("SLURM_RESTART_COUNT", "0")
-    return f"expconf/{run_id}/{restart}/{key}"
+    return f"expconf/{run_id}/{restart}/{key}/{round_}"
 
 
-def agree_with_rank0(key: str, decide: Callable[[], str], timeout_s: float = 600.0, rank: int | None = None) -> str:
-    """Rank 0 runs ``decide`` and publishes the result; every other rank waits for it and returns it."""
+def agree_with_rank0(
+    key: str,
+    decide: Callable[[], str],
+    timeout_s: float = 600.0,
+    rank: int | None = None,
+    round_: int | None = None,
+) -> str:
+    """Rank 0 runs ``decide`` and publishes the result; every other rank waits for it and returns it.
+
+    ``rank`` and ``round_`` (which decision of ``key`` this is) default to this process's.
+    """
     rank = global_rank() if rank is None else rank
-    full_key = agreement_key(key)
+    if round_ is None:
+        round_ = _rounds.get(key, 0)
+        _rounds[key] = round_ + 1
+    full_key = agreement_key(key, round_)
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
         return _via_agent_store(full_key, decide, timeout_s, rank)
     return _via_file(full_key, decide, timeout_s, rank)

@@ -84,10 +84,24 @@ def agree(env_var: str, decide: Callable[[], str]) -> str:
     return value
 
 
-def clean_dist_env() -> None:
-    """Forget the previous job's distributed settings (between jobs of a sweep)."""
+def snapshot_dist_env() -> dict[str, str]:
+    """The distributed variables as a job starts (those torchrun or srun gave this process)."""
+    return {var: os.environ[var] for var in DIST_ENV_VARS if var in os.environ}
+
+
+def clean_dist_env(before: dict[str, str] | None = None) -> None:
+    """Forget what the previous job of a sweep set: back to ``before`` (its snapshot at start).
+
+    Variables the job's launcher set (MASTER_PORT, WORLD_SIZE, LOCAL_RANK of expconf's own DDP
+    launch, the run-dir and resume decisions) are removed; those the process was started with
+    (torchrun's RANK, MASTER_ADDR, ...) keep their values, so the next job runs on the same ranks.
+    """
+    before = before or {}
     for var in DIST_ENV_VARS:
-        os.environ.pop(var, None)
+        if var in before:
+            os.environ[var] = before[var]
+        else:
+            os.environ.pop(var, None)
 
 
 def config_digest(cfg: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from expconf.errors import USER_ERROR_EXIT_CODE, ConfigError
-from expconf.launch import CHILD_CONFIG_ENV, clean_dist_env, global_rank
+from expconf.launch import CHILD_CONFIG_ENV, clean_dist_env, global_rank, snapshot_dist_env
 
 MODEL_CLASS_KEY = "__model_config_class__"
 
@@ -38,6 +38,7 @@ def _task(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    env_before = snapshot_dist_env()
     overrides = list(HydraConfig.get().overrides.task)
     root = to_root(cfg)
     resolved: Any = OmegaConf.to_container(cfg, resolve=True)
@@ -52,16 +53,16 @@ def _task(cfg: Any) -> None:
         if global_rank() == 0:  # other ranks know no checkpoint paths; one summary per job
             print(result.summary(), flush=True)
     finally:
-        _end_job()
+        _end_job(env_before)
 
 
-def _end_job() -> None:
-    """Leave the process clean for the next job of a sweep."""
+def _end_job(env_before: dict[str, str] | None = None) -> None:
+    """Leave the process as the job found it, for the next job of a sweep."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    clean_dist_env()
+    clean_dist_env(env_before)
     os.environ.pop(CHILD_CONFIG_ENV, None)
 
 

@@ -73,6 +73,18 @@ def test_clean_dist_env_forgets_the_previous_job(monkeypatch: pytest.MonkeyPatch
     assert not {"MASTER_PORT", "LOCAL_RANK", "WORLD_SIZE", launch.RUN_DIR_ENV, launch.RESUME_ENV} & set(os.environ)
 
 
+def test_end_of_job_restores_what_the_launcher_gave(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")  # torchrun's, before the job
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    before = launch.snapshot_dist_env()
+    monkeypatch.setenv("MASTER_PORT", "41000")  # what the job changed or added
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv(launch.RUN_DIR_ENV, "/runs/job1")
+    launch.clean_dist_env(before)
+    assert os.environ["RANK"] == "1" and os.environ["MASTER_PORT"] == "29500"
+    assert "WORLD_SIZE" not in os.environ and launch.RUN_DIR_ENV not in os.environ
+
+
 def _other_rank(fn: object, out: list[str]) -> threading.Thread:
     t = threading.Thread(target=lambda: out.append(fn()), daemon=True)  # type: ignore[operator]
     t.start()
@@ -92,30 +104,47 @@ def test_torchrun_ranks_agree_through_the_agent_store(monkeypatch: pytest.Monkey
         raise AssertionError("only rank 0 decides")
 
     got: list[str] = []
-    waiting = _other_rank(lambda: agree_with_rank0("RUN", never, timeout_s=60, rank=1), got)
-    assert agree_with_rank0("RUN", lambda: "dir-A", rank=0) == "dir-A"
+    waiting = _other_rank(lambda: agree_with_rank0("RUN", never, timeout_s=60, rank=1, round_=0), got)
+    assert agree_with_rank0("RUN", lambda: "dir-A", rank=0, round_=0) == "dir-A"
     waiting.join(60)
     assert got == ["dir-A"]
     # An elastic restart is a new attempt: a new key, so a new decision rather than the old value.
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    assert agreement_key("RUN") == "expconf/job/1/RUN"
-    waiting = _other_rank(lambda: agree_with_rank0("RUN", never, timeout_s=60, rank=1), got)
-    assert agree_with_rank0("RUN", lambda: "dir-B", rank=0) == "dir-B"
+    assert agreement_key("RUN") == "expconf/job/1/RUN/0"
+    waiting = _other_rank(lambda: agree_with_rank0("RUN", never, timeout_s=60, rank=1, round_=0), got)
+    assert agree_with_rank0("RUN", lambda: "dir-B", rank=0, round_=0) == "dir-B"
     waiting.join(60)
     assert got == ["dir-A", "dir-B"]
+
+
+def test_the_next_sweep_job_waits_for_its_own_decision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EXPCONF_AGREE_DIR", str(tmp_path))
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    assert agree_with_rank0("RUN", lambda: "job-1", rank=0, round_=0) == "job-1"
+    got: list[str] = []
+    waiting = _other_rank(lambda: agree_with_rank0("RUN", lambda: "wrong", timeout_s=60, rank=1, round_=1), got)
+    waiting.join(0.5)
+    assert waiting.is_alive() and not got  # job 1's value is not job 2's
+    assert agree_with_rank0("RUN", lambda: "job-2", rank=0, round_=1) == "job-2"
+    waiting.join(60)
+    assert got == ["job-2"]
+    # Without an explicit round, each call of a process is the next round.
+    assert agree_with_rank0("OTHER", lambda: "a", rank=0) == "a"
+    assert agree_with_rank0("OTHER", lambda: "b", rank=0) == "b"
+    assert sorted(p.read_text() for p in (tmp_path / "agree").glob("*OTHER*")) == ["a", "b"]
 
 
 def test_srun_ranks_agree_through_a_shared_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("EXPCONF_AGREE_DIR", str(tmp_path))
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     got: list[str] = []
-    waiting = _other_rank(lambda: agree_with_rank0("RUN", lambda: "wrong", timeout_s=60, rank=1), got)
-    assert agree_with_rank0("RUN", lambda: "dir-S", rank=0) == "dir-S"
+    waiting = _other_rank(lambda: agree_with_rank0("RUN", lambda: "wrong", timeout_s=60, rank=1, round_=0), got)
+    assert agree_with_rank0("RUN", lambda: "dir-S", rank=0, round_=0) == "dir-S"
     waiting.join(60)
     assert got == ["dir-S"]
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued job decides again
     with pytest.raises(TimeoutError, match="EXPCONF_AGREE_DIR"):
-        agree_with_rank0("RUN", lambda: "wrong", timeout_s=0.3, rank=1)
+        agree_with_rank0("RUN", lambda: "wrong", timeout_s=0.3, rank=1, round_=0)
 
 
 def test_agree_under_srun_goes_through_rank0(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
