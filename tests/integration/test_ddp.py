@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, TINY, run_cli, run_dirs, scalars
 
 from expconf.launch import config_digest
+from helpers import REPO, TINY, run_cli, run_dirs, scalars
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import test_ddp
 import yaml
-from helpers import TINY, run_cli, run_dirs
 
 from expconf.launch import config_digest
+from helpers import TINY, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow
 

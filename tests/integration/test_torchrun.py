@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import test_ddp
 import yaml
-from helpers import TINY, run_dirs
-from helpers import test_env as cli_env
 
 from expconf.launch import config_digest
+from helpers import TINY, run_dirs
+from helpers import test_env as cli_env
 
 pytestmark = pytest.mark.slow
 
