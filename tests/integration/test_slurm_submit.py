@@ -21,8 +21,7 @@ import test_ddp
 import yaml
 
 from expconf.launch import config_digest
-from helpers import TINY, run_dirs
-from helpers import test_env as cli_env
+from helpers import TINY, cli_env, run_dirs
 
 pytestmark = pytest.mark.slow
 
