@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 #: Dense bf16 tensor-core peak (no sparsity) per card, in FLOP/s, by a substring of the card's name.
-BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
+#: Checked in order, so the PCIe / NVL variants match before the SXM default.
+BF16_PEAK = {
+    "H200": 989e12,
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989e12,  # SXM
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 70e12,
+}
 
 
 @dataclass
