@@ -19,6 +19,10 @@ from expconf.launch import global_rank
 
 #: Folder for file-based agreement (srun and other launchers without a store).
 AGREE_DIR_ENV = "EXPCONF_AGREE_DIR"
+#: A published file older than this process by more than this is a previous launch's, not ours
+#: (a reused job id); the slack covers rank 0 starting and deciding before this rank started.
+STALE_SLACK_S = 120.0
+_STARTED = time.time()
 
 
 #: How many times this process has agreed on each key: the jobs of a sweep run in the same order
@@ -87,7 +91,7 @@ def _via_file(full_key: str, decide: Callable[[], str], timeout_s: float, rank: 
         os.replace(tmp, path)  # readers never see a half-written value
         return value
     deadline = time.monotonic() + timeout_s
-    while not path.is_file():
+    while not _fresh(path):
         if time.monotonic() > deadline:
             raise TimeoutError(
                 f"rank {rank} waited {timeout_s:.0f}s for rank 0 to publish {full_key} in {path}: is "
@@ -95,3 +99,10 @@ def _via_file(full_key: str, decide: Callable[[], str], timeout_s: float, rank: 
             )
         time.sleep(0.2)
     return path.read_text()
+
+
+def _fresh(path: Path) -> bool:
+    try:
+        return path.stat().st_mtime >= _STARTED - STALE_SLACK_S
+    except FileNotFoundError:
+        return False

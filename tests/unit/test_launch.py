@@ -142,6 +142,11 @@ def test_srun_ranks_agree_through_a_shared_folder(monkeypatch: pytest.MonkeyPatc
     assert agree_with_rank0("RUN", lambda: "dir-S", rank=0, round_=0) == "dir-S"
     waiting.join(60)
     assert got == ["dir-S"]
+    # A file a previous launch with the same job id left behind is not this launch's decision.
+    stale = next((tmp_path / "agree").iterdir())
+    os.utime(stale, (1e9, 1e9))
+    with pytest.raises(TimeoutError):
+        agree_with_rank0("RUN", lambda: "wrong", timeout_s=0.3, rank=1, round_=0)
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # a requeued job decides again
     with pytest.raises(TimeoutError, match="EXPCONF_AGREE_DIR"):
         agree_with_rank0("RUN", lambda: "wrong", timeout_s=0.3, rank=1, round_=0)
