@@ -42,8 +42,8 @@ def gather(trainer: pl.Trainer) -> dict[str, Any]:
     """Every rank's states (collective under DDP), indexed by global rank."""
     mine = capture()
     if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        # Tensors are exchanged as torch.save bytes: all_gather_object's own unpickling of
-        # tensors fails on torch 2.13 ("UntypedStorage has no attribute dtype").
+        # Exchanged as torch.save bytes: all_gather_object's own pickling of tensors cannot be
+        # unpickled by current torch (legacy storages), and bytes load back with weights_only.
         buf = io.BytesIO()
         torch.save(mine, buf)
         out: list[Any] = [None] * trainer.world_size
