@@ -18,11 +18,35 @@ from typing import IO, Any
 
 from expconf.errors import ConfigError
 
+#: botocore retry policy for s3:// when the user sets none (storage_options.config_kwargs.retries,
+#: AWS_MAX_ATTEMPTS or AWS_RETRY_MODE): "standard" backs off exponentially with jitter.
+S3_RETRIES = {"max_attempts": 3, "mode": "standard"}
+#: s3fs's own retry loop around each call (its default is 5, on top of botocore's attempts).
+S3FS_RETRIES = 3
+
 
 def is_remote(url: str | os.PathLike[str]) -> bool:
     """True for URLs with a scheme other than ``file://``."""
     s = str(url)
     return "://" in s and not s.startswith("file://")
+
+
+def s3_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` plus expconf's defaults for s3fs: no listing cache, bounded retries with backoff."""
+    opts = dict(options)
+    # Other processes (other ranks, the next run) write here too: never trust a cached listing.
+    opts.setdefault("use_listings_cache", False)
+    config = dict(opts.get("config_kwargs") or {})
+    if "retries" not in config and not ({"AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"} & set(os.environ)):
+        config["retries"] = dict(S3_RETRIES)
+    opts["config_kwargs"] = config
+    return opts
+
+
+def describe(error: BaseException) -> str:
+    """An exception as one short line."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return reason[:300]
 
 
 class Storage:
@@ -38,14 +62,27 @@ class Storage:
         return f"Storage({self.url!r})"
 
     @property
+    def protocol(self) -> str:
+        """``s3``, ``memory``, ... (``file`` for local folders)."""
+        return self.url.split("://", 1)[0] if self.remote else "file"
+
+    @property
     def fs(self) -> Any:
         """The fsspec filesystem (remote storages only; created on first use)."""
         if self._fs is None:
-            import fsspec
-
-            protocol = self.url.split("://", 1)[0]
-            self._fs = fsspec.filesystem(protocol, **self.storage_options)
+            self._fs = self._make_fs(self.storage_options)
         return self._fs
+
+    def _make_fs(self, options: dict[str, Any], retries: int | None = None) -> Any:
+        import fsspec
+
+        opts = dict(options)
+        if self.protocol in ("s3", "s3a"):
+            opts = s3_options(opts)
+        fs = fsspec.filesystem(self.protocol, **opts)
+        if self.protocol in ("s3", "s3a"):
+            fs.retries = retries or S3FS_RETRIES
+        return fs
 
     def path(self, name: str) -> str:
         """Full path or URL of ``name`` inside this folder."""
@@ -57,15 +94,32 @@ class Storage:
         if not self.remote:
             return
         probe = f".expconf-probe-{uuid.uuid4().hex[:8]}"
+        options = dict(self.storage_options)
+        if self.protocol in ("s3", "s3a"):
+            # At start a wrong endpoint should fail in seconds, not after a minute of retries.
+            config = dict(options.get("config_kwargs") or {})
+            config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
+            config.setdefault("connect_timeout", 3)
+            options["config_kwargs"] = config
         try:
-            self.fs.pipe(self.path(probe), b"ok")
-            self.fs.rm(self.path(probe))
+            fs = self._make_fs(options, retries=1)
+            fs.pipe(self.path(probe), b"ok")
+            fs.rm(self.path(probe))
         except Exception as e:  # every backend raises its own types
-            reason = " ".join(str(e).split()) or type(e).__name__
-            endpoint = self.storage_options.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or "default"
             raise ConfigError(
-                key, self.url, f"a reachable, writable location (endpoint {endpoint}: {reason[:200]})"
+                key, self.url, f"a reachable, writable location (endpoint {self.endpoint()}: {describe(e)})"
             ) from e
+
+    def endpoint(self) -> str:
+        """The S3 endpoint in use, for messages (never includes credentials)."""
+        client = self.storage_options.get("client_kwargs") or {}
+        return str(
+            self.storage_options.get("endpoint_url")
+            or client.get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or "default"
+        )
 
     # -- reads --------------------------------------------------------------------------------
     def exists(self, name: str) -> bool:

@@ -117,10 +117,26 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as e:
         err = one_line(e) if not isinstance(e, ConfigError) else e
+        failure = None if debug else _write_failure(e)
+        if failure is not None:
+            print(f"error: {failure}", file=sys.stderr)
+            sys.exit(1)
         if debug or not _is_user_error(e):
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def _write_failure(e: BaseException) -> BaseException | None:
+    """The CheckpointWriteError behind ``e`` (storage down mid-run), if any: reported in one line."""
+    from expconf.checkpoint.writer import CheckpointWriteError
+
+    chain: BaseException | None = e
+    while chain is not None:
+        if isinstance(chain, CheckpointWriteError):
+            return chain
+        chain = chain.__cause__ or chain.__context__
+    return None
 
 
 def _is_user_error(e: BaseException) -> bool:

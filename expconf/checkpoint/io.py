@@ -9,6 +9,7 @@ import torch
 from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 
 from expconf.checkpoint.meta import marker_name
+from expconf.checkpoint.writer import wait_all
 from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class StorageCheckpointIO(CheckpointIO):
     def load_checkpoint(
         self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
+        # A save of this process may still be writing what is about to be read (async_save).
+        wait_all()
         storage, name = self._storage(str(path))
         if not storage.exists(name):
             raise FileNotFoundError(f"checkpoint {path} does not exist")

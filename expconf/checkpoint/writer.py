@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -19,7 +20,7 @@ from typing import IO, Any
 import torch
 
 from expconf.checkpoint.meta import CheckpointMeta, marker_name
-from expconf.storage import Storage
+from expconf.storage import Storage, describe
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,17 @@ Step = Callable[[], None]
 
 class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written; the previous complete checkpoint is untouched."""
+
+
+# Every writer of this process, so that a read (a resume, a load) can first wait for the
+# background writes that may still be producing what it is about to read.
+_WRITERS: weakref.WeakSet[CheckpointWriter] = weakref.WeakSet()
+
+
+def wait_all() -> None:
+    """Block until every writer in this process has no pending save (failures stay with their writer)."""
+    for writer in list(_WRITERS):
+        writer.drain()
 
 
 def stage(obj: Any) -> Any:
@@ -88,14 +100,22 @@ class SavePlan:
 
 
 class CheckpointWriter:
-    """Runs save plans inline, or in order on one background thread when ``async_save``."""
+    """Runs save plans inline, or in order on one background thread when ``async_save``.
+
+    A thread, not a process: the bench (``bench/rows_s3.py``) measured both, and a process
+    must first receive the staged state (a second copy, or shared memory set up per save)
+    while the thread writes straight from the staged copy; file and socket writes release
+    the GIL, so the training thread keeps running while the thread waits on I/O.
+    """
 
     def __init__(self, async_save: bool = False) -> None:
         self.async_save = async_save
         self._queue: queue.Queue[SavePlan | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._error_label = ""
         self.last_write_seconds = 0.0
+        _WRITERS.add(self)
 
     def submit(self, plan: SavePlan) -> None:
         """Run ``plan`` now, or queue it behind earlier plans."""
@@ -111,9 +131,13 @@ class CheckpointWriter:
 
     def wait(self) -> None:
         """Block until every queued plan is written; re-raise a write failure."""
-        if self._thread is not None:
-            self._queue.join()
+        self.drain()
         self.raise_if_failed()
+
+    def drain(self) -> None:
+        """Block until every queued plan has run (succeeded or failed)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.join()
 
     def pending(self) -> int:
         """Plans queued or running."""
@@ -132,8 +156,8 @@ class CheckpointWriter:
         """Re-raise the first background failure, once."""
         if self._error is not None:
             err, self._error = self._error, None
-            reason = " ".join(str(err).split()) or type(err).__name__
-            raise CheckpointWriteError(f"checkpoint write failed: {reason[:300]}") from err
+            where = f" ({self._error_label})" if self._error_label else ""
+            raise CheckpointWriteError(f"checkpoint write failed{where}: {describe(err)}") from err
 
     def _loop(self) -> None:
         while True:
@@ -151,7 +175,9 @@ class CheckpointWriter:
             for step in plan.steps:
                 step()
         except BaseException as e:  # keep the first failure for the training thread
-            log.error("checkpoint write failed (%s): %s", plan.label, e)
+            if self.async_save:
+                # The training thread re-raises it at the next save or at the end; say it now too.
+                log.warning("background checkpoint write failed (%s): %s", plan.label, describe(e))
             if self._error is None:
-                self._error = e
+                self._error, self._error_label = e, plan.label
         self.last_write_seconds = time.perf_counter() - t0

@@ -1,0 +1,97 @@
+"""Storage: local atomic writes, fsspec URLs, S3 defaults and the one-line reachability error."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from expconf.errors import ConfigError
+from expconf.storage import S3_RETRIES, Storage, is_remote, s3_options
+
+
+def test_is_remote() -> None:
+    assert is_remote("s3://b/k") and is_remote("memory://x")
+    assert not is_remote("/tmp/x") and not is_remote("file:///tmp/x") and not is_remote("rel/dir")
+
+
+def test_local_write_failure_keeps_old_content_and_leaves_no_temp(tmp_path: Path) -> None:
+    s = Storage(tmp_path / "ck")
+    s.write_bytes_atomic("a.ckpt", b"old")
+
+    def half(f: Any) -> None:
+        f.write(b"partial")
+        raise OSError("interrupted")
+
+    with pytest.raises(OSError, match="interrupted"):
+        s.write_atomic("a.ckpt", half)
+    assert s.read_bytes("a.ckpt") == b"old"
+    assert s.listdir() == ["a.ckpt"]
+
+
+def test_memory_url_round_trip() -> None:
+    s = Storage(f"memory://expconf-test-{uuid.uuid4().hex[:6]}/ck/")
+    assert s.url.endswith("/ck") and s.remote and s.protocol == "memory"
+    assert s.listdir() == []
+    assert s.write_bytes_atomic("x.ckpt", b"12345") == 5
+    s.copy("x.ckpt", "y.ckpt")
+    assert s.listdir() == ["x.ckpt", "y.ckpt"]
+    with s.open_read("y.ckpt") as f:
+        assert f.read() == b"12345"
+    s.remove("x.ckpt")
+    s.remove("missing")
+    assert s.listdir() == ["y.ckpt"] and s.exists("y.ckpt") and not s.exists("x.ckpt")
+    s.check_reachable()
+
+
+def test_s3_defaults_fill_gaps_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    opts = s3_options({"key": "k"})
+    assert opts == {"key": "k", "use_listings_cache": False, "config_kwargs": {"retries": S3_RETRIES}}
+    mine = {"use_listings_cache": True, "config_kwargs": {"retries": {"max_attempts": 9}, "read_timeout": 60}}
+    assert s3_options(mine) == mine
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "7")
+    assert "retries" not in s3_options({})["config_kwargs"]
+
+
+def test_endpoint_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://env:1")
+    assert Storage("s3://b/k").endpoint() == "http://env:1"
+    assert Storage("s3://b/k", {"client_kwargs": {"endpoint_url": "http://ck:2"}}).endpoint() == "http://ck:2"
+    assert Storage("s3://b/k", {"endpoint_url": "http://opt:3"}).endpoint() == "http://opt:3"
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert Storage("s3://b/k").endpoint() == "default"
+
+
+def test_unreachable_location_is_one_config_error_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Down:
+        def pipe(self, path: str, data: bytes) -> None:
+            raise PermissionError("The request signature we calculated\ndoes not match")
+
+    made: list[dict[str, Any]] = []
+
+    def make_fs(self: Storage, options: dict[str, Any], retries: int | None = None) -> Down:
+        made.append(options)
+        return Down()
+
+    monkeypatch.setattr(Storage, "_make_fs", make_fs)
+    s = Storage("s3://bucket/run", {"endpoint_url": "http://127.0.0.1:1", "key": "AK", "secret": "s3cr3t-value"})
+    with pytest.raises(ConfigError) as err:
+        s.check_reachable("log.ckpt.dirpath")
+    msg = str(err.value)
+    assert msg == (
+        "log.ckpt.dirpath='s3://bucket/run': expected a reachable, writable location "
+        "(endpoint http://127.0.0.1:1: The request signature we calculated does not match)"
+    )
+    assert "s3cr3t-value" not in msg
+    # The probe gives up quickly: few attempts and a short connect timeout.
+    assert made[0]["config_kwargs"]["retries"]["max_attempts"] <= 2
+    assert made[0]["config_kwargs"]["connect_timeout"] <= 5
+
+
+def test_local_check_reachable_is_a_no_op(tmp_path: Path) -> None:
+    Storage(tmp_path / "does-not-exist-yet").check_reachable()
