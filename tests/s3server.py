@@ -62,7 +62,8 @@ def _free_ports(n: int) -> list[int]:
 class SeaweedS3:
     """One ``weed mini`` process serving S3 on 127.0.0.1 with fixed test credentials."""
 
-    def __init__(self, data_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, extra_args: list[str] | None = None) -> None:
+        self.extra_args = list(extra_args or [])
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="expconf-weed-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -120,6 +121,7 @@ class SeaweedS3:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             *(f"-{flag}={port}" for flag, port in self.ports.items()),
+            *self.extra_args,
         ]
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # the child keeps its own descriptor

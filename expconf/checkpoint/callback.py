@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
-from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
+from expconf.checkpoint.writer import CheckpointWriter, SavePlan
 from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class ModelCheckpoint(Checkpoint):
         score = metrics.get(self.monitor) if self.monitor else None
         if score is not None and math.isnan(score):
             score = None
-        payload = stage(checkpoint) if self.async_save else checkpoint
+        payload = self.writer.stage(checkpoint) if self.async_save else checkpoint
 
         def meta(name: str, kind: str) -> CheckpointMeta:
             consumed = metrics.get("consumed_samples")

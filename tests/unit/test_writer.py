@@ -39,6 +39,26 @@ def test_stage_copies_every_tensor() -> None:
     assert staged["model"]["w"].data_ptr() != w.data_ptr()
 
 
+def test_stage_reuses_free_buffers_but_never_busy_ones(tmp_path: Path) -> None:
+    state = {"w": torch.arange(3.0), "opt": [torch.ones(2)], "n": 1}
+    first = stage(state)
+    state["w"].add_(1)
+    again = stage(state, into=first)
+    assert again["w"].data_ptr() == first["w"].data_ptr() and torch.equal(again["w"], torch.arange(3.0) + 1)
+    assert stage({"w": torch.ones(5)}, into=first)["w"].shape == (5,)  # shape changed: fresh memory
+
+    writer = CheckpointWriter(async_save=True)
+    a = writer.stage(state)
+    gate = gated(writer)  # a write is pending: its buffers must not be overwritten
+    b = writer.stage(state)
+    assert b["w"].data_ptr() != a["w"].data_ptr()
+    gate.set()
+    writer.drain()
+    c = writer.stage(state)
+    assert c["w"].data_ptr() == b["w"].data_ptr()
+    writer.close()
+
+
 def test_sync_write_puts_marker_after_data(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     order: list[str] = []
