@@ -91,7 +91,7 @@ class ProcessWriter:
             return obj
 
         self.wait()
-        import torch.multiprocessing.reductions  # noqa: F401 - registers tensor pickling via shared memory
+        import torch.multiprocessing.reductions  # registers tensor pickling via shared memory
 
         self._conn.send(share(state))
         self._busy = True

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
+
 from helpers import TINY
 from helpers import test_env as base_env
-from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
