@@ -15,7 +15,7 @@ import pytest
 from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
 from helpers import TINY
-from helpers import test_env as base_env
+from helpers import cli_env as base_env
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
