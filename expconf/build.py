@@ -164,11 +164,9 @@ def build(root: RootConfig) -> Built:
 
 def check_remote(root: RootConfig) -> None:
     """Fail before any step when a remote checkpoint location cannot be reached."""
-    from expconf.storage import Storage, is_remote
+    from expconf import storage
 
-    for key, url in (("log.ckpt.dirpath", root.log.ckpt.dirpath), ("resume.dirpath", root.resume.dirpath)):
-        if url and is_remote(url):
-            Storage(url, root.log.ckpt.storage_options).check_reachable(key)
+    storage.check_remote(root)
 
 
 def run(root: RootConfig, task_config: dict[str, Any] | None = None, overrides: list[str] | None = None) -> TrainResult:

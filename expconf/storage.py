@@ -228,3 +228,11 @@ class Storage:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def check_remote(root: Any) -> None:
+    """Probe every remote checkpoint location of a validated RootConfig (``log.ckpt.dirpath``,
+    ``resume.dirpath``); raises a one-line ConfigError. Light: runs before torch is imported."""
+    for key, url in (("log.ckpt.dirpath", root.log.ckpt.dirpath), ("resume.dirpath", root.resume.dirpath)):
+        if url and is_remote(url):
+            Storage(url, root.log.ckpt.storage_options).check_reachable(key)

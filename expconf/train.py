@@ -41,6 +41,9 @@ def _task(cfg: Any) -> None:
     env_before = snapshot_dist_env()
     overrides = list(HydraConfig.get().overrides.task)
     root = to_root(cfg)
+    from expconf.storage import check_remote
+
+    check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
     resolved: Any = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
     model_cls = type(root.model)
