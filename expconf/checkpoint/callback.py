@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
-from expconf.checkpoint.writer import CheckpointWriter, SavePlan
+from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
 from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
