@@ -108,15 +108,24 @@ class ProcessWriter:
 
 
 def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, save: Any) -> float:
-    """Seconds for ``steps`` training steps with ``save()`` called after step 2, pending writes included."""
+    """Seconds of training lost to one save in a run of ``steps`` steps (save after step 3).
+
+    Lost = wall time of the whole run, pending write included, minus ``steps`` times the run's own
+    median step time: each run is its own baseline, so slow phases of a shared machine between
+    runs do not enter the difference, and the median ignores the few steps a write slows down.
+    """
+    step_times = []
     t0 = time.perf_counter()
     for i in range(steps):
+        s0 = time.perf_counter()
         _step(model, opt, TRAIN_BATCH)
-        if i == 1 and save is not None:
+        step_times.append(time.perf_counter() - s0)
+        if i == 2 and save is not None:
             save.start()
     if save is not None:
         save.finish()
-    return time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    return max(total - steps * statistics.median(step_times), 1e-4)
 
 
 class _Save:
@@ -178,30 +187,23 @@ def rows(quick: bool) -> list[Row]:
             )
         )
 
-        steps = 10
+        steps = 16
         proc_writer = ProcessWriter(str(Path(tmp) / "ck"))
         variants: dict[str, Any] = {
-            "none": None,
             "sync": _Save(lambda: sync.submit(_plan(local, _state(model, opt)))),
             "thread": _Save(
                 lambda: background.submit(_plan(local, background.stage(_state(model, opt)))), background.wait
             ),
             "process": _Save(lambda: proc_writer.submit(_state(model, opt)), proc_writer.wait),
         }
-        times: dict[str, list[float]] = {k: [] for k in variants}
+        lost: dict[str, list[float]] = {k: [] for k in variants}
         _train(model, opt, 3, None)  # warm-up
         for _ in range(repeats):
             for k, v in variants.items():
-                times[k].append(_train(model, opt, steps, v))
+                lost[k].append(_train(model, opt, steps, v))
         proc_writer.close()
         background.close()
-        base = statistics.median(times["none"])
-        # Paired with the baseline run of the same round, so slow phases of a shared machine cancel out.
-        lost = {
-            k: [max(t - b0, 1e-6) for t, b0 in zip(times[k], times["none"], strict=True)]
-            for k in ("sync", "thread", "process")
-        }
-        note = f"{steps} GPT steps, one save after step 2, pending write awaited at the end; baseline {base:.3f} s"
+        note = f"{steps} GPT steps (batch {TRAIN_BATCH}x{SEQ}), one save after step 3, pending write awaited at the end"
         out.append(
             ratio_row(
                 TOPIC,
