@@ -205,18 +205,31 @@ class TokenDataModule(pl.LightningDataModule):
         assert self.train_path is not None
         ds = TokenWindows(self.train_path, self.cfg.seq_length)
         rank, world = self._world()
-        accumulate = self.cfg.global_batch_size // (self.cfg.micro_batch_size * world)
+        accumulate = max(self.cfg.global_batch_size // (self.cfg.micro_batch_size * world), 1)
+        step_samples = self.cfg.micro_batch_size * accumulate
+        full_steps = (len(ds) // world) // step_samples
         self.sampler = ResumableSampler(
             len(ds),
             seed=self.seed,
             shuffle=self.cfg.shuffle,
             rank=rank,
             world_size=world,
-            step_samples=self.cfg.micro_batch_size * max(accumulate, 1),
+            step_samples=step_samples,
+            epoch_steps=self._trainer_epoch_steps(full_steps * accumulate, accumulate),
         )
         if self._resume_step is not None:
             self.sampler.resume_at(self._resume_step)
         return self._loader(ds, self.sampler)
+
+    def _trainer_epoch_steps(self, batches: int, accumulate: int) -> int | None:
+        """Optimizer steps in one of the trainer's epochs of ``batches`` micro-batches under
+        ``trainer.limit_train_batches`` (None: no limit)."""
+        limit = getattr(self.trainer, "limit_train_batches", None) if self.trainer is not None else None
+        if limit is None or (isinstance(limit, float) and limit == 1.0):
+            return None
+        # Lightning's own rule (data_connector._parse_num_batches): int caps, float scales.
+        limited = min(batches, limit) if isinstance(limit, int) else int(batches * float(limit))
+        return max(limited // accumulate, 1)
 
     def val_dataloader(self) -> DataLoader[Any]:
         """Loader over the validation split, in order."""

@@ -28,8 +28,8 @@ class PreemptionCallback(Callback):
 
     On the signal the current optimizer step finishes, a ``-last`` checkpoint is written (and
     pending async saves are awaited), all ranks stop together, and the run exits with
-    :data:`REQUEUE_EXIT_CODE`. A second signal restores the previous handler and re-delivers
-    itself, so it is never swallowed.
+    :data:`REQUEUE_EXIT_CODE`. A second signal (more than a second after the first) is
+    re-delivered with the default action, so the process terminates: it is never swallowed.
     """
 
     def __init__(self, sig: int | str = signal.SIGTERM) -> None:
@@ -45,8 +45,11 @@ class PreemptionCallback(Callback):
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
         if self.received and now - self._received_at > _DUPLICATE_WINDOW_S:
-            log.warning("second %s: no longer waiting for the checkpoint", signal.Signals(signum).name)
+            # A second request: stop waiting. The default action (terminate) is restored and the
+            # signal re-delivered, so neither this handler nor Lightning's can swallow it.
+            log.warning("second %s: terminating without waiting for the checkpoint", signal.Signals(signum).name)
             self.uninstall()
+            signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
         if not self.received:
@@ -96,6 +99,8 @@ class PreemptionCallback(Callback):
         elif ckpt is not None:
             trainer.save_checkpoint(os.path.join(trainer.default_root_dir, "checkpoints", "preempted-last.ckpt"))
         trainer.should_stop = True
+        # Lightning validates before honouring should_stop; a preempted job has no time for it.
+        trainer.fit_loop.epoch_loop._skip_next_val = True
         log.warning("preemption checkpoint written at step %d; stopping", trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

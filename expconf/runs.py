@@ -1,0 +1,174 @@
+"""``python -m expconf.runs``: what a run dir holds and what resume would do with it.
+
+``show RUN_DIR`` lists the checkpoint candidates, the incomplete ones, and the checkpoint
+``resume.resume_if_exists`` would pick and why (the decision is :func:`expconf.resume.decide`
+itself, not a copy). ``ls LOG_DIR`` lists the runs under a log dir with their last step, best
+metric and checkpoint locations. Nothing heavy is imported: no torch, no Lightning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
+from expconf.resume import IncompleteCheckpointError, TrainingCompletedError, decide, is_end, is_last
+from expconf.storage import Storage
+
+
+@dataclass
+class RunInfo:
+    """Where a run's checkpoints are and how its resume is configured (from its config.yaml)."""
+
+    run_dir: Path
+    ckpt_dir: str
+    monitor: str | None
+    mode: str
+    resume_past_end: bool
+
+
+def run_info(run_dir: Path) -> RunInfo:
+    """Read the run's saved config; defaults when it has none."""
+    cfg: dict[str, Any] = {}
+    path = run_dir / "config.yaml"
+    if path.is_file():
+        cfg = yaml.safe_load(path.read_text()) or {}
+    ckpt = (cfg.get("log") or {}).get("ckpt") or {}
+    resume = cfg.get("resume") or {}
+    where = resume.get("dirpath") or ckpt.get("dirpath") or str(run_dir / "checkpoints")
+    return RunInfo(
+        run_dir=run_dir,
+        ckpt_dir=str(where),
+        monitor=ckpt.get("monitor", "val_loss"),
+        mode=ckpt.get("mode", "min"),
+        resume_past_end=bool(resume.get("resume_past_end", False)),
+    )
+
+
+def _listing(where: str, storage: Storage) -> Listing:
+    """The folder's listing; empty when a local folder does not exist (yet)."""
+    if "://" not in where and not Path(where).is_dir():
+        return Listing({}, [])
+    return scan(storage)
+
+
+def _describe(meta: CheckpointMeta) -> str:
+    score = f" {meta.monitor}={meta.score:.4g}" if meta.score is not None and meta.monitor else ""
+    return f"step={meta.global_step} epoch={meta.epoch} kind={meta.kind}{score}"
+
+
+def show(run_dir: Path, out: Any = None) -> int:
+    """Print candidates, incomplete checkpoints and resume's choice; 0, or 1 when resume would fail."""
+    out = out or sys.stdout
+    info = run_info(run_dir)
+    storage = Storage(info.ckpt_dir)
+    print(f"run dir:     {run_dir}", file=out)
+    print(f"checkpoints: {storage.url}", file=out)
+    listing = _listing(info.ckpt_dir, storage)
+    candidates = {n: m for n, m in listing.complete.items() if is_last(n) or is_end(n)}
+    print("candidates ('-last' / '-end', complete):", file=out)
+    for name, meta in sorted(candidates.items(), key=lambda kv: (kv[1].global_step, kv[1].created)):
+        print(f"  {name}  {_describe(meta)}", file=out)
+    if not candidates:
+        print("  (none)", file=out)
+    others = {n: m for n, m in listing.complete.items() if n not in candidates}
+    if others:
+        print("other complete checkpoints (top-k; never auto-resumed):", file=out)
+        for name, meta in sorted(others.items(), key=lambda kv: kv[1].global_step):
+            print(f"  {name}  {_describe(meta)}", file=out)
+    print("incomplete (no completion marker; never loaded, removed at the next start):", file=out)
+    for name in listing.incomplete:
+        print(f"  {name}", file=out)
+    if not listing.incomplete:
+        print("  (none)", file=out)
+    try:
+        decision = decide(storage, info.resume_past_end)
+    except (TrainingCompletedError, IncompleteCheckpointError) as e:
+        print(f"resume would fail: {e}", file=out)
+        return 1
+    if decision.chosen is None:
+        print("resume would pick: nothing (no complete checkpoint): the run starts from step 0", file=out)
+    else:
+        chosen = decision.chosen
+        print(f"resume would pick: {storage.path(chosen.name)}", file=out)
+        print(f"  at step {chosen.global_step}, because: {decision.reason}", file=out)
+    return 0
+
+
+def find_runs(log_dir: Path) -> list[Path]:
+    """Run dirs under ``log_dir``: folders with a cmd-args.log (not the per-restart run_N copies)."""
+    return sorted(p.parent for p in log_dir.rglob("cmd-args.log") if not p.parent.name.startswith("run_"))
+
+
+def _best(metas: Iterable[CheckpointMeta], monitor: str | None, mode: str) -> CheckpointMeta | None:
+    # Top-k entries first: '-last' / '-end' copies carry the same score under another name.
+    metas = sorted(metas, key=lambda m: m.kind != "topk")
+    scored = [m for m in metas if m.score is not None and not math.isnan(m.score) and m.monitor == monitor]
+    if not scored:
+        return None
+    pick = min if mode == "min" else max
+    return pick(scored, key=lambda m: m.score if m.score is not None else 0.0)
+
+
+def ls(log_dir: Path, out: Any = None) -> int:
+    """Print one block per run: last step, best metric, where its checkpoints are."""
+    out = out or sys.stdout
+    runs = find_runs(log_dir)
+    if not runs:
+        print(f"no runs under {log_dir}", file=out)
+        return 1
+    for run_dir in runs:
+        info = run_info(run_dir)
+        storage = Storage(info.ckpt_dir)
+        listing = _listing(info.ckpt_dir, storage)
+        metas = list(listing.complete.values())
+        last_step = max((m.global_step for m in metas), default=None)
+        best = _best(metas, info.monitor, info.mode)
+        ends = [m for m in metas if m.kind == "end"]
+        lasts = sorted((m for m in metas if m.kind == "last"), key=lambda m: (m.global_step, m.created))
+        state = "completed" if ends else ("resumable" if lasts else "no checkpoint")
+        print(f"{run_dir}", file=out)
+        print(f"  last step:   {last_step if last_step is not None else 'n/a'} ({state})", file=out)
+        best_text = f"{info.monitor}={best.score:.4g} at step {best.global_step}" if best and best.score is not None else "n/a"
+        print(f"  best:        {best_text}", file=out)
+        print(f"  checkpoints: {storage.url}", file=out)
+        if best:
+            print(f"    best: {storage.path(best.name)}", file=out)
+        if lasts:
+            print(f"    last: {storage.path(lasts[-1].name)}", file=out)
+        if ends:
+            print(f"    end:  {storage.path(ends[-1].name)}", file=out)
+        if listing.incomplete:
+            print(f"    incomplete: {len(listing.incomplete)}", file=out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m expconf.runs`` and the ``expconf-runs`` script."""
+    p = argparse.ArgumentParser(prog="python -m expconf.runs", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("show", help="candidates, incomplete checkpoints and what resume would pick")
+    s.add_argument("run_dir", type=Path)
+    listing = sub.add_parser("ls", help="runs with last step, best metric and checkpoint locations")
+    listing.add_argument("log_dir", type=Path)
+    args = p.parse_args(argv)
+    if args.command == "show":
+        if not args.run_dir.is_dir():
+            print(f"error: run dir {args.run_dir} does not exist", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(show(args.run_dir))
+    if not args.log_dir.is_dir():
+        print(f"error: log dir {args.log_dir} does not exist", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(ls(args.log_dir))
+
+
+if __name__ == "__main__":
+    main()

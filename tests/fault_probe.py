@@ -1,0 +1,82 @@
+"""Test-only callback for the fault-tolerance tests: an exact per-micro-batch loss log and a
+real signal sent to its own process when a given optimizer step is reached.
+
+Enabled in a CLI run with ``EXPCONF_ALLOWED_TARGETS=fault_probe.*``, ``PYTHONPATH=tests`` and
+``callbacks.extra=[{_target_:fault_probe.StepProbe,path:...,signal_at:N}]``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Callback
+
+
+class StepProbe(Callback):
+    """Appends ``step micro loss.hex()`` per micro-batch to ``path`` (rank 0, flushed at once).
+
+    ``signal_at``: send ``signal`` to this process right after optimizer step ``signal_at``
+    completes, unless the run started at or after that step (a resumed run).
+    ``repeat_signal``: send it again 1.5 s later (a second, separate request).
+    """
+
+    def __init__(
+        self, path: str, signal_at: int = -1, signal: str = "SIGTERM", repeat_signal: bool = False
+    ) -> None:
+        self.path = Path(path)
+        self.signal_at = signal_at
+        self.signal = signal
+        self.repeat_signal = repeat_signal
+        self._step = 0
+        self._micro = 0
+        self._start_step = -1
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_step = trainer.global_step
+        if trainer.is_global_zero:
+            with self.path.open("a") as f:
+                f.write(f"start {trainer.global_step}\n")
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step != self._step:
+            self._step, self._micro = trainer.global_step, 0
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if trainer.is_global_zero:
+            with self.path.open("a") as f:
+                f.write(f"{self._step} {self._micro} {float(loss).hex()}\n")
+                f.flush()
+        self._micro += 1
+        done = trainer.global_step
+        if done == self.signal_at and self._start_step < self.signal_at and trainer.is_global_zero:
+            sig = signal.Signals[self.signal]
+            os.kill(os.getpid(), sig)
+            if self.repeat_signal:
+                import time
+
+                time.sleep(1.5)  # past the duplicate window: a second, separate request
+                os.kill(os.getpid(), sig)
+
+
+def read_log(path: Path) -> tuple[dict[tuple[int, int], str], list[int], list[str]]:
+    """Losses by (step, micro-batch), the start steps of each run, and any replayed entry that differed."""
+    losses: dict[tuple[int, int], str] = {}
+    starts: list[int] = []
+    conflicts: list[str] = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts[0] == "start":
+            starts.append(int(parts[1]))
+            continue
+        key = (int(parts[0]), int(parts[1]))
+        if key in losses and losses[key] != parts[2]:
+            conflicts.append(f"{key}: {losses[key]} then {parts[2]}")
+        losses[key] = parts[2]
+    return losses, starts, conflicts

@@ -1,0 +1,165 @@
+"""Crash safety: ``kill -9`` of the whole process group at random instants, and during
+checkpoint writes, for 20+ rounds; every restart resumes from the newest complete checkpoint
+and the final weights equal those of a run that was never killed.
+
+Each round is a real process in its own process group, forked from this (already imported)
+test process so that a round costs the training, not the imports; it runs the CLI's own
+entry point, ``expconf.train.main``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers
+from fault_probe import read_log
+from helpers import REPO, TINY
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 20
+STEPS = 40
+ARGS = [
+    *TINY,
+    f"trainer.max_steps={STEPS}",
+    "trainer.val_check_interval=1000",
+    "model.dropout=0.1",
+    "log.name=crash",
+    "log.version=v1",
+    "log.ckpt.every_n_train_steps=1",
+    "log.tensorboard.enabled=false",
+    "callbacks.timing=false",
+    "resume.resume_if_exists=true",
+    "resume.resume_ignore_no_checkpoint=true",
+]
+
+
+def spawn(workdir: Path, log: Path, out: Path) -> int:
+    """Fork a process group that runs ``python -m expconf.train ARGS`` in ``workdir``."""
+    probe = f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{log}'}}]"
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        os.chdir(workdir)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.environ.clear()
+        os.environ.update(helpers.test_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*"))
+        from expconf.train import main
+
+        main([*ARGS, probe])
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def wait(pid: int, timeout: float = 300) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.killpg(pid, signal.SIGKILL)
+    raise AssertionError("training round did not finish")
+
+
+def newest_complete_last(folder: Path) -> int:
+    from expconf.checkpoint.meta import scan
+    from expconf.storage import Storage
+
+    if not folder.exists():
+        return 0
+    lasts = scan(Storage(str(folder))).by_kind("last")
+    return lasts[-1].global_step if lasts else 0
+
+
+def has_partial(folder: Path) -> bool:
+    from expconf.checkpoint.meta import scan
+    from expconf.storage import Storage
+
+    return folder.exists() and bool(scan(Storage(str(folder))).incomplete)
+
+
+def final_weights(workdir: Path) -> dict[str, object]:
+    import torch
+
+    [end] = (workdir / "nemo_experiments" / "crash" / "v1" / "checkpoints").glob("*-end.ckpt")
+    state: dict[str, object] = torch.load(end, map_location="cpu", weights_only=True)["state_dict"]
+    return state
+
+
+@pytest.fixture(autouse=True)
+def _imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Forked rounds inherit these modules: each starts in a fraction of a second.
+    monkeypatch.syspath_prepend(str(REPO / "tests"))
+    import pytorch_lightning  # noqa: F401
+    import torch
+
+    import expconf.build  # noqa: F401
+    import expconf.train  # noqa: F401
+
+    torch.set_num_threads(1)
+
+
+def test_kill9_at_random_instants_resumes_from_newest_complete_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    rng = random.Random(1234)
+    ref, crashed = tmp_path / "ref", tmp_path / "crashed"
+    ref.mkdir()
+    crashed.mkdir()
+    assert wait(spawn(ref, ref / "losses.log", ref / "out.txt")) == 0, (ref / "out.txt").read_text()[-3000:]
+
+    folder = crashed / "nemo_experiments" / "crash" / "v1" / "checkpoints"
+    log, out = crashed / "losses.log", crashed / "out.txt"
+    expected_starts: list[int] = []
+    partial_rounds = 0
+    for round_ in range(ROUNDS):
+        expected_starts.append(newest_complete_last(folder))
+        starts_before = len(read_log(log)[1]) if log.exists() else 0
+        pid = spawn(crashed, log, out)
+        # Wait until this round trains, then kill at a random instant or, every other round,
+        # as soon as a checkpoint write is seen in progress (a temporary file in the folder).
+        while not (log.exists() and len(read_log(log)[1]) > starts_before):
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0), out.read_text()[-3000:]
+            time.sleep(0.005)
+        if round_ % 2:
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and not any(".tmp-" in n for n in os.listdir(folder)):
+                time.sleep(0.0005)
+        else:
+            time.sleep(rng.uniform(0.0, 0.4))
+        os.killpg(pid, signal.SIGKILL)
+        assert wait(pid) == -signal.SIGKILL, out.read_text()[-3000:]
+        partial_rounds += has_partial(folder)
+    expected_starts.append(newest_complete_last(folder))
+    assert newest_complete_last(folder) < STEPS, "training finished before all kill rounds: raise STEPS"
+    assert wait(spawn(crashed, log, out)) == 0, out.read_text()[-3000:]
+
+    losses, starts, conflicts = read_log(log)
+    assert starts == expected_starts, "a restart did not resume from the newest complete checkpoint"
+    assert partial_rounds >= 1, "no kill landed during a checkpoint write"
+    assert not conflicts, conflicts
+    assert losses == read_log(ref / "losses.log")[0]
+    a, b = final_weights(ref), final_weights(crashed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "final weights differ from the uninterrupted run"  # type: ignore[arg-type]
+    print(f"{ROUNDS} kill -9 rounds, {partial_rounds} left a partial checkpoint, resumed at {starts}", file=sys.stderr)

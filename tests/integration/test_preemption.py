@@ -1,0 +1,142 @@
+"""Preemption and bitwise-identical resume, with real processes and real signals.
+
+Every interrupted run here is compared, micro-batch by micro-batch, with one uninterrupted
+run of the same config (dropout on, shuffled data): the losses must be equal bit for bit.
+The signal is sent by the run to itself when a given step completes (tests/fault_probe.py),
+so the interruption point is deterministic while the signal is real.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fault_probe import read_log
+import helpers
+from helpers import REPO, TINY
+
+pytestmark = pytest.mark.slow
+
+# 2,700 bytes of text: 80 training windows of 32 tokens, so one epoch is 10 steps of 8 samples.
+CORPUS = (Path(os.__file__).read_text()[:2700]).encode()
+STEPS = 14
+STEPS_PER_EPOCH = 10
+BASE = [
+    *TINY,
+    f"trainer.max_steps={STEPS}",
+    "trainer.val_check_interval=6",  # micro-batches: validation every 3 steps
+    "model.dropout=0.1",
+    "data.shuffle=true",
+    "log.name=fault",
+    "log.version=v1",
+    "resume.resume_if_exists=true",
+    "resume.resume_ignore_no_checkpoint=true",
+]
+
+
+def launch(tmp: Path, log: Path, *extra: str, signal_at: int = -1, sig: str = "SIGTERM", repeat: bool = False,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m expconf.train`` with the probe; the same call again resumes the same run."""
+    corpus = tmp / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_bytes(CORPUS)
+    probe = (f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{log}',signal_at:{signal_at},"
+             f"signal:{sig},repeat_signal:{str(repeat).lower()}}}]")
+    args = [*BASE, f"data.path={corpus}", probe, *extra]
+    run_env = helpers.test_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "expconf.train", *args], cwd=tmp, env=run_env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def checkpoints(tmp: Path) -> Path:
+    return tmp / "nemo_experiments" / "fault" / "v1" / "checkpoints"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, int], str]:
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    proc = launch(tmp, tmp / "losses.log")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    losses, starts, _ = read_log(tmp / "losses.log")
+    assert starts == [0] and len(losses) == STEPS * 2  # two micro-batches per step
+    return losses
+
+
+def assert_same_losses(log: Path, expected: dict[tuple[int, int], str], resumed_at: int) -> None:
+    losses, starts, conflicts = read_log(log)
+    assert starts == [0, resumed_at], starts
+    assert not conflicts, conflicts
+    differ = [k for k in expected if losses.get(k) != expected[k]]
+    assert not differ, f"losses differ from the uninterrupted run at (step, micro-batch) {differ[:5]}"
+
+
+def test_sigterm_mid_epoch_checkpoints_exits_75_and_resumes_bitwise(
+    tmp_path: Path, uninterrupted: dict[tuple[int, int], str]
+) -> None:
+    log = tmp_path / "losses.log"
+    # The signal lands during step 5 (0-based count of completed steps): step 6 finishes first.
+    proc = launch(tmp_path, log, signal_at=5)
+    assert proc.returncode == 75, proc.stderr[-3000:]
+    assert "preempted: resumable checkpoint written; exit code 75" in proc.stdout
+    lasts = sorted(checkpoints(tmp_path).glob("*-last.ckpt"))
+    assert [p.name for p in lasts] == [n for n in (p.name for p in lasts) if "step=6-" in n] and lasts, lasts
+    assert Path(str(lasts[0]) + ".meta.json").is_file()
+    again = launch(tmp_path, log)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_same_losses(log, uninterrupted, resumed_at=6)
+
+
+def test_sigusr1_at_epoch_boundary_with_workers_requeues_under_slurm(
+    tmp_path: Path, uninterrupted: dict[tuple[int, int], str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "scontrol.args"
+    stub = bin_dir / "scontrol"
+    stub.write_text(f'#!/bin/sh\necho "$@" >> "{record}"\n')
+    stub.chmod(0o755)
+    env = {"SLURM_JOB_ID": "4242", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    log = tmp_path / "losses.log"
+    common = ("callbacks.preemption_signal=SIGUSR1", "data.num_workers=2")
+    # Step 10 is the last of epoch 0: the checkpoint sits exactly on the epoch boundary.
+    proc = launch(tmp_path, log, *common, signal_at=STEPS_PER_EPOCH - 1, sig="SIGUSR1", env=env)
+    assert proc.returncode == 75, proc.stderr[-3000:]
+    assert record.read_text().split() == ["requeue", "4242"]
+    again = launch(tmp_path, log, *common, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert record.read_text().count("requeue") == 1  # a run that completes does not requeue
+    assert_same_losses(log, uninterrupted, resumed_at=STEPS_PER_EPOCH)
+
+
+def test_signal_during_async_save_waits_for_it_and_resumes_bitwise(
+    tmp_path: Path, uninterrupted: dict[tuple[int, int], str]
+) -> None:
+    log = tmp_path / "losses.log"
+    common = ("log.ckpt.async_save=true", "log.ckpt.every_n_train_steps=2", "data.num_workers=2")
+    # Step 6's background save starts right after the signal; the preemption save of step 7
+    # queues behind it and the process exits only when both are durable.
+    proc = launch(tmp_path, log, *common, signal_at=6)
+    assert proc.returncode == 75, proc.stderr[-3000:]
+    folder = checkpoints(tmp_path)
+    names = {p.name for p in folder.iterdir()}
+    assert not [n for n in names if ".tmp-" in n], names
+    lasts = [n for n in names if n.endswith("-last.ckpt")]
+    assert len(lasts) == 1 and "step=7-" in lasts[0], names
+    assert lasts[0] + ".meta.json" in names
+    again = launch(tmp_path, log, *common)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_same_losses(log, uninterrupted, resumed_at=7)
+
+
+def test_second_signal_is_not_swallowed(tmp_path: Path) -> None:
+    log = tmp_path / "losses.log"
+    # The run signals itself at step 3 and again 1.5 s later, before the preemption checkpoint
+    # of step 4 is taken: the second request terminates the process by the signal itself.
+    proc = launch(tmp_path, log, signal_at=3, repeat=True)
+    assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stderr[-3000:])
+    assert "second SIGTERM" in proc.stderr + proc.stdout

@@ -1,0 +1,105 @@
+"""``python -m expconf.runs show|ls`` over run dirs laid out like expconf writes them."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+import helpers
+from expconf import runs
+from expconf.checkpoint.meta import CheckpointMeta, marker_name
+
+
+def checkpoint(folder: Path, name: str, step: int, kind: str, score: float | None, complete: bool = True) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(b"x" * 10)
+    if complete:
+        meta = CheckpointMeta(name=name, global_step=step, epoch=0, kind=kind, monitor="val_loss", score=score)
+        (folder / marker_name(name)).write_bytes(meta.to_json())
+
+
+def make_run(run_dir: Path, resume_past_end: bool = False) -> Path:
+    run_dir.mkdir(parents=True)
+    (run_dir / "cmd-args.log").write_text("python -m expconf.train\n")
+    cfg = {"log": {"ckpt": {"dirpath": None, "monitor": "val_loss", "mode": "min"}},
+           "resume": {"dirpath": None, "resume_past_end": resume_past_end}}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return run_dir / "checkpoints"
+
+
+def test_show_lists_candidates_incomplete_and_the_choice(tmp_path: Path) -> None:
+    ck = make_run(tmp_path / "gpt" / "v1")
+    checkpoint(ck, "m--step=10-last.ckpt", 10, "last", 2.5)
+    checkpoint(ck, "m--step=20-last.ckpt", 20, "last", 2.0)
+    checkpoint(ck, "m--step=20.ckpt", 20, "topk", 2.0)
+    checkpoint(ck, "m--step=30-last.ckpt", 30, "last", None, complete=False)  # cut off mid-write
+    (ck / ".m--step=31.ckpt.tmp-abc").write_bytes(b"")
+    out = io.StringIO()
+    assert runs.show(tmp_path / "gpt" / "v1", out) == 0
+    text = out.getvalue()
+    cand = text.split("candidates ('-last'")[1].split("other complete")[0]
+    assert "m--step=10-last.ckpt" in cand and "m--step=20-last.ckpt" in cand
+    assert "m--step=30-last.ckpt" not in cand
+    incomplete = text.split("incomplete (no completion")[1].split("resume would")[0]
+    assert "m--step=30-last.ckpt" in incomplete and ".m--step=31.ckpt.tmp-abc" in incomplete
+    assert f"resume would pick: {ck}/m--step=20-last.ckpt" in text
+    assert "at step 20, because: highest global step (20) of 2 '-last' checkpoints" in text
+
+
+def test_show_explains_why_resume_would_fail(tmp_path: Path) -> None:
+    ck = make_run(tmp_path / "r")
+    checkpoint(ck, "m-last.ckpt", 5, "last", None, complete=False)
+    out = io.StringIO()
+    assert runs.show(tmp_path / "r", out) == 1
+    assert "resume would fail: only incomplete checkpoints" in out.getvalue()
+    checkpoint(ck, "m-end.ckpt", 9, "end", None)
+    out = io.StringIO()
+    assert runs.show(tmp_path / "r", out) == 1
+    assert "training already completed" in out.getvalue()
+
+
+def test_show_honours_resume_past_end_from_the_run_config(tmp_path: Path) -> None:
+    ck = make_run(tmp_path / "r", resume_past_end=True)
+    checkpoint(ck, "m-last.ckpt", 5, "last", None)
+    checkpoint(ck, "m-end.ckpt", 9, "end", None)
+    out = io.StringIO()
+    assert runs.show(tmp_path / "r", out) == 0
+    assert "resume would pick:" in out.getvalue() and "m-end.ckpt" in out.getvalue().split("resume would pick:")[1]
+
+
+def test_ls_lists_runs_with_last_step_best_metric_and_locations(tmp_path: Path) -> None:
+    a = make_run(tmp_path / "gpt" / "a")
+    checkpoint(a, "m--step=4.ckpt", 4, "topk", 3.0)
+    checkpoint(a, "m--step=8.ckpt", 8, "topk", 2.0)
+    checkpoint(a, "m--step=8-last.ckpt", 8, "last", 2.0)
+    checkpoint(a, "m--step=12-end.ckpt", 12, "end", 2.1)
+    make_run(tmp_path / "gpt" / "b")
+    (tmp_path / "gpt" / "a" / "run_0").mkdir()
+    (tmp_path / "gpt" / "a" / "run_0" / "cmd-args.log").write_text("")
+    out = io.StringIO()
+    assert runs.ls(tmp_path, out) == 0
+    text = out.getvalue()
+    block_a, block_b = text.split(f"{tmp_path}/gpt/b\n")
+    assert "last step:   12 (completed)" in block_a
+    assert "best:        val_loss=2 at step 8" in block_a
+    assert f"best: {a}/m--step=8.ckpt" in block_a
+    assert f"last: {a}/m--step=8-last.ckpt" in block_a
+    assert "run_0" not in text
+    assert "last step:   n/a (no checkpoint)" in block_b
+
+
+def test_cli_entry_point(tmp_path: Path) -> None:
+    ck = make_run(tmp_path / "r")
+    checkpoint(ck, "m-last.ckpt", 3, "last", None)
+    env = helpers.test_env()
+    proc = subprocess.run([sys.executable, "-m", "expconf.runs", "show", str(tmp_path / "r")], env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "resume would pick:" in proc.stdout and "the only '-last' checkpoint" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "expconf.runs", "ls", str(tmp_path / "missing")], env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
