@@ -107,13 +107,15 @@ def prepare_tokens(cfg: DataConfig) -> tuple[Path, Path, int]:
         label = f"text:{src.resolve()}:" + ",".join(f"{p}:{p.stat().st_size}" for p in files)
         budget = None
     else:
-        files = default_corpus_files()
+        files = []  # listed only when the cache misses: walking the stdlib takes seconds
         label = f"stdlib:{sys.version_info[:2]}"
         budget = cfg.corpus_megabytes * 1_000_000
     key = hashlib.sha256(f"{label}|{tok.fingerprint()}|{budget}|{cfg.val_fraction}".encode()).hexdigest()[:16]
     out = cache_root(cfg) / "tokens" / key
     if (out / "meta.json").is_file():
         return out / "train.bin", out / "val.bin", tok.vocab_size
+    if cfg.path is None:
+        files = default_corpus_files()
     chunks, total = [], 0
     for p in files:
         data = p.read_bytes()

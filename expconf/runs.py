@@ -136,7 +136,9 @@ def ls(log_dir: Path, out: Any = None) -> int:
         state = "completed" if ends else ("resumable" if lasts else "no checkpoint")
         print(f"{run_dir}", file=out)
         print(f"  last step:   {last_step if last_step is not None else 'n/a'} ({state})", file=out)
-        best_text = f"{info.monitor}={best.score:.4g} at step {best.global_step}" if best and best.score is not None else "n/a"
+        best_text = (
+            f"{info.monitor}={best.score:.4g} at step {best.global_step}" if best and best.score is not None else "n/a"
+        )
         print(f"  best:        {best_text}", file=out)
         print(f"  checkpoints: {storage.url}", file=out)
         if best:

@@ -24,9 +24,7 @@ class StepProbe(Callback):
     ``repeat_signal``: send it again 1.5 s later (a second, separate request).
     """
 
-    def __init__(
-        self, path: str, signal_at: int = -1, signal: str = "SIGTERM", repeat_signal: bool = False
-    ) -> None:
+    def __init__(self, path: str, signal_at: int = -1, signal: str = "SIGTERM", repeat_signal: bool = False) -> None:
         self.path = Path(path)
         self.signal_at = signal_at
         self.signal = signal
@@ -41,7 +39,9 @@ class StepProbe(Callback):
             with self.path.open("a") as f:
                 f.write(f"start {trainer.global_step}\n")
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step != self._step:
             self._step, self._micro = trainer.global_step, 0
 

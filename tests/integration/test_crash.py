@@ -16,16 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 from fault_probe import read_log
 from helpers import REPO, TINY
 
 pytestmark = pytest.mark.slow
 
 ROUNDS = 20
-STEPS = 40
+STEPS = 30
 ARGS = [
     *TINY,
     f"trainer.max_steps={STEPS}",
@@ -113,7 +112,7 @@ def _imports(monkeypatch: pytest.MonkeyPatch) -> None:
     import pytorch_lightning  # noqa: F401
     import torch
 
-    import expconf.build  # noqa: F401
+    import expconf.build
     import expconf.train  # noqa: F401
 
     torch.set_num_threads(1)
@@ -136,17 +135,23 @@ def test_kill9_at_random_instants_resumes_from_newest_complete_checkpoint(tmp_pa
         expected_starts.append(newest_complete_last(folder))
         starts_before = len(read_log(log)[1]) if log.exists() else 0
         pid = spawn(crashed, log, out)
-        # Wait until this round trains, then kill at a random instant or, every other round,
-        # as soon as a checkpoint write is seen in progress (a temporary file in the folder).
+        # Wait until this round trains, then kill after a random number of micro-batches plus a
+        # random fraction of one or, every other round, as soon as a checkpoint write is seen in
+        # progress (a temporary file in the folder). Counting batches, not seconds, keeps the
+        # progress per round small however fast or loaded the machine is.
         while not (log.exists() and len(read_log(log)[1]) > starts_before):
             assert os.waitpid(pid, os.WNOHANG) == (0, 0), out.read_text()[-3000:]
-            time.sleep(0.005)
+            time.sleep(0.002)
         if round_ % 2:
-            deadline = time.monotonic() + 1.0
+            deadline = time.monotonic() + 5.0
             while time.monotonic() < deadline and not any(".tmp-" in n for n in os.listdir(folder)):
                 time.sleep(0.0005)
         else:
-            time.sleep(rng.uniform(0.0, 0.4))
+            lines = len(log.read_text().splitlines()) + rng.randint(0, 3)
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline and len(log.read_text().splitlines()) < lines:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.05))
         os.killpg(pid, signal.SIGKILL)
         assert wait(pid) == -signal.SIGKILL, out.read_text()[-3000:]
         partial_rounds += has_partial(folder)

@@ -14,10 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from fault_probe import read_log
 import helpers
+import pytest
+from fault_probe import read_log
 from helpers import REPO, TINY
 
 pytestmark = pytest.mark.slow
@@ -39,18 +38,34 @@ BASE = [
 ]
 
 
-def launch(tmp: Path, log: Path, *extra: str, signal_at: int = -1, sig: str = "SIGTERM", repeat: bool = False,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def launch(
+    tmp: Path,
+    log: Path,
+    *extra: str,
+    signal_at: int = -1,
+    sig: str = "SIGTERM",
+    repeat: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m expconf.train`` with the probe; the same call again resumes the same run."""
     corpus = tmp / "corpus.txt"
     if not corpus.exists():
         corpus.write_bytes(CORPUS)
-    probe = (f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{log}',signal_at:{signal_at},"
-             f"signal:{sig},repeat_signal:{str(repeat).lower()}}}]")
+    probe = (
+        f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{log}',signal_at:{signal_at},"
+        f"signal:{sig},repeat_signal:{str(repeat).lower()}}}]"
+    )
     args = [*BASE, f"data.path={corpus}", probe, *extra]
     run_env = helpers.test_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "expconf.train", *args], cwd=tmp, env=run_env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "expconf.train", *args],
+        cwd=tmp,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def checkpoints(tmp: Path) -> Path:

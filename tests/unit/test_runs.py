@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers
 import yaml
 
-import helpers
 from expconf import runs
 from expconf.checkpoint.meta import CheckpointMeta, marker_name
 
@@ -25,8 +25,10 @@ def checkpoint(folder: Path, name: str, step: int, kind: str, score: float | Non
 def make_run(run_dir: Path, resume_past_end: bool = False) -> Path:
     run_dir.mkdir(parents=True)
     (run_dir / "cmd-args.log").write_text("python -m expconf.train\n")
-    cfg = {"log": {"ckpt": {"dirpath": None, "monitor": "val_loss", "mode": "min"}},
-           "resume": {"dirpath": None, "resume_past_end": resume_past_end}}
+    cfg = {
+        "log": {"ckpt": {"dirpath": None, "monitor": "val_loss", "mode": "min"}},
+        "resume": {"dirpath": None, "resume_past_end": resume_past_end},
+    }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     return run_dir / "checkpoints"
 
@@ -96,10 +98,20 @@ def test_cli_entry_point(tmp_path: Path) -> None:
     ck = make_run(tmp_path / "r")
     checkpoint(ck, "m-last.ckpt", 3, "last", None)
     env = helpers.test_env()
-    proc = subprocess.run([sys.executable, "-m", "expconf.runs", "show", str(tmp_path / "r")], env=env,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "expconf.runs", "show", str(tmp_path / "r")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "resume would pick:" in proc.stdout and "the only '-last' checkpoint" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "expconf.runs", "ls", str(tmp_path / "missing")], env=env,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "expconf.runs", "ls", str(tmp_path / "missing")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
