@@ -155,3 +155,29 @@ def test_second_signal_is_not_swallowed(tmp_path: Path) -> None:
     proc = launch(tmp_path, log, signal_at=3, repeat=True)
     assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stderr[-3000:])
     assert "second SIGTERM" in proc.stderr + proc.stdout
+
+
+def test_ddp_every_rank_stops_at_the_same_step_and_resumes(tmp_path: Path) -> None:
+    import torch
+
+    ddp = (
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=6",
+        "data.path=null",
+        "data.corpus_megabytes=1",
+    )
+    log = tmp_path / "losses.log"
+    # Only rank 0 receives the signal: the flag is agreed across ranks at the end of every step,
+    # so both ranks finish step 3, write one checkpoint together and stop.
+    proc = launch(tmp_path, log, *ddp, signal_at=2)
+    assert proc.returncode == 75, proc.stderr[-3000:]
+    [last] = checkpoints(tmp_path).glob("*-last.ckpt")
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 3
+    assert len(saved["expconf_rng"]["per_rank"]) == 2  # both ranks' RNG states
+    again = launch(tmp_path, log, *ddp)
+    assert again.returncode == 0, again.stderr[-3000:]
+    losses, starts, _ = read_log(log)
+    assert starts == [0, 3] and sorted(losses) == [(s, 0) for s in range(6)]
