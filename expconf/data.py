@@ -8,6 +8,7 @@ import os
 import sys
 import sysconfig
 import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,9 @@ class TokenDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume the sampler right after the saved step."""
+        # Lightning warns that a mid-epoch resume is unreliable unless the *loader* is stateful;
+        # here the DataModule carries the position, so the warning does not apply.
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
         self._resume_step = int(state_dict["global_step"])
         if self.sampler is not None:
             self.sampler.resume_at(self._resume_step)

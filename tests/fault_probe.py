@@ -39,6 +39,11 @@ class StepProbe(Callback):
             with self.path.open("a") as f:
                 f.write(f"start {trainer.global_step}\n")
 
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            with self.path.open("a") as f:
+                f.write(f"val {trainer.global_step}\n")
+
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
@@ -65,6 +70,11 @@ class StepProbe(Callback):
                 os.kill(os.getpid(), sig)
 
 
+def validations(path: Path) -> list[int]:
+    """The global steps at which validation ran, in order."""
+    return [int(line.split()[1]) for line in path.read_text().splitlines() if line.startswith("val ")]
+
+
 def read_log(path: Path) -> tuple[dict[tuple[int, int], str], list[int], list[str]]:
     """Losses by (step, micro-batch), the start steps of each run, and any replayed entry that differed."""
     losses: dict[tuple[int, int], str] = {}
@@ -74,6 +84,8 @@ def read_log(path: Path) -> tuple[dict[tuple[int, int], str], list[int], list[st
         parts = line.split()
         if parts[0] == "start":
             starts.append(int(parts[1]))
+            continue
+        if parts[0] == "val":
             continue
         key = (int(parts[0]), int(parts[1]))
         if key in losses and losses[key] != parts[2]:

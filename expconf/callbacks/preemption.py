@@ -78,6 +78,13 @@ class PreemptionCallback(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_step = trainer.global_step
         self.install()
+        # A SIGTERM during setup, restore or sanity checking reached Lightning's handler, which
+        # would raise after the first step and lose it: take the request over instead.
+        connector = getattr(trainer, "_signal_connector", None)
+        if self.sig == signal.SIGTERM and connector is not None and connector.received_sigterm:
+            connector.received_sigterm = False
+            self.received = True
+            self._received_at = time.monotonic()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -13,10 +13,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import helpers
 import pytest
-from fault_probe import read_log
+from fault_probe import read_log, validations
 from helpers import REPO, TINY
 
 pytestmark = pytest.mark.slow
@@ -143,6 +144,9 @@ def test_signal_during_async_save_waits_for_it_and_resumes_bitwise(
     lasts = [n for n in names if n.endswith("-last.ckpt")]
     assert len(lasts) == 1 and "step=7-" in lasts[0], names
     assert lasts[0] + ".meta.json" in names
+    # Validation runs every 3 steps; Lightning would also validate before honouring should_stop,
+    # but a preempted job has no time for it: none at step 7.
+    assert validations(log) == [3, 6]
     again = launch(tmp_path, log, *common)
     assert again.returncode == 0, again.stderr[-3000:]
     assert_same_losses(log, uninterrupted, resumed_at=7)
@@ -181,3 +185,36 @@ def test_ddp_every_rank_stops_at_the_same_step_and_resumes(tmp_path: Path) -> No
     assert again.returncode == 0, again.stderr[-3000:]
     losses, starts, _ = read_log(log)
     assert starts == [0, 3] and sorted(losses) == [(s, 0) for s in range(6)]
+
+
+def test_sigterm_caught_by_lightning_before_training_is_taken_over() -> None:
+    """A SIGTERM during setup or restore lands in Lightning's handler; it must still checkpoint."""
+    from types import SimpleNamespace
+
+    from expconf.callbacks.preemption import PreemptionCallback
+
+    connector = SimpleNamespace(received_sigterm=True)
+    trainer: Any = SimpleNamespace(global_step=0, _signal_connector=connector)
+    cb = PreemptionCallback("SIGTERM")
+    try:
+        cb.on_train_start(trainer, None)  # type: ignore[arg-type]
+        assert cb.received and not connector.received_sigterm
+    finally:
+        cb.uninstall()
+
+
+def test_requeue_names_the_array_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from expconf.callbacks.preemption import requeue_slurm_job
+
+    record = tmp_path / "args"
+    stub = tmp_path / "scontrol"
+    stub.write_text(f'#!/bin/sh\necho "$@" > "{record}"\n')
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert not requeue_slurm_job()  # not under SLURM: nothing to requeue
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert requeue_slurm_job()
+    assert record.read_text().split() == ["requeue", "70_3"]
