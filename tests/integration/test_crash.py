@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import helpers
 import pytest
 from fault_probe import read_log
+
+import helpers
 from helpers import REPO, TINY
 
 pytestmark = pytest.mark.slow
@@ -54,7 +55,7 @@ def spawn(workdir: Path, log: Path, out: Path) -> int:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.environ.clear()
-        os.environ.update(helpers.test_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*"))
+        os.environ.update(helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*"))
         from expconf.train import main
 
         main([*ARGS, probe])

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import helpers
 import pytest
 from fault_probe import read_log, validations
+
+import helpers
 from helpers import REPO, TINY
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,7 @@ def launch(
         f"signal:{sig},repeat_signal:{str(repeat).lower()}}}]"
     )
     args = [*BASE, f"data.path={corpus}", probe, *extra]
-    run_env = helpers.test_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"), **(env or {}))
+    run_env = helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"), **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "expconf.train", *args],
         cwd=tmp,

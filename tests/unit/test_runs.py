@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import helpers
 import yaml
 
+import helpers
 from expconf import runs
 from expconf.checkpoint.meta import CheckpointMeta, marker_name
 
@@ -97,7 +97,7 @@ def test_ls_lists_runs_with_last_step_best_metric_and_locations(tmp_path: Path) 
 def test_cli_entry_point(tmp_path: Path) -> None:
     ck = make_run(tmp_path / "r")
     checkpoint(ck, "m-last.ckpt", 3, "last", None)
-    env = helpers.test_env()
+    env = helpers.cli_env()
     proc = subprocess.run(
         [sys.executable, "-m", "expconf.runs", "show", str(tmp_path / "r")],
         env=env,
