@@ -101,3 +101,37 @@ def test_resuming_far_in_costs_no_replay(step: int) -> None:
     assert ds.loads == 4
     expected = epochs(ResumableSampler(len(ds), seed=0, step_samples=8), 0, 1)[step * 8 : step * 8 + 4]
     assert batch.tolist() == expected
+
+
+@pytest.mark.parametrize("step", [10, 1000])
+def test_datamodule_resume_loads_only_the_next_batch(step: int, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the DataModule's checkpoint state, as a resumed run gets it."""
+    import numpy as np
+
+    from expconf import data as data_mod
+    from expconf.config.data import DataConfig
+
+    tokens = np.arange(40_000 * 17 + 1, dtype=np.uint16) % 251
+    (tmp_path / "t.bin").write_bytes(tokens.tobytes())
+    cfg = DataConfig(
+        path=str(tmp_path / "t.bin"),
+        seq_length=16,
+        micro_batch_size=4,
+        global_batch_size=8,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    loads: list[int] = []
+    original = data_mod.TokenWindows.__getitem__
+    monkeypatch.setattr(data_mod.TokenWindows, "__getitem__", lambda self, i: (loads.append(i), original(self, i))[1])
+
+    fresh = data_mod.TokenDataModule(cfg, seed=7)
+    fresh.setup("fit")
+    sampler_order = list(fresh.train_dataloader().sampler)  # type: ignore[arg-type]
+    resumed = data_mod.TokenDataModule(cfg, seed=7)
+    resumed.setup("fit")
+    resumed.load_state_dict({"global_step": step})
+    loads.clear()
+    x, _ = next(iter(resumed.train_dataloader()))
+    assert tuple(x.shape) == (4, 16)
+    assert len(loads) == 4  # one micro-batch, whatever the step
+    assert loads == sampler_order[step * 8 : step * 8 + 4]
