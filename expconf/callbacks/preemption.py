@@ -40,6 +40,7 @@ class PreemptionCallback(Callback):
         self._previous: Any = None
         self._installed = False
         self._last_step = -1
+        self._launcher: Any = None
 
     # -- the handler ----------------------------------------------------------------------------
     def _handler(self, signum: int, frame: FrameType | None) -> None:
@@ -49,6 +50,11 @@ class PreemptionCallback(Callback):
             # signal re-delivered, so neither this handler nor Lightning's can swallow it.
             log.warning("second %s: terminating without waiting for the checkpoint", signal.Signals(signum).name)
             self.uninstall()
+            kill_children = getattr(self._launcher, "kill", None)
+            if callable(kill_children):
+                # Ranks this process launched would take the signal as a first request and then
+                # fail in a collective with this rank gone: they go down with it, at once.
+                kill_children(signal.SIGKILL)
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
@@ -77,6 +83,7 @@ class PreemptionCallback(Callback):
     # -- Lightning hooks ------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_step = trainer.global_step
+        self._launcher = getattr(trainer.strategy, "launcher", None)
         self.install()
         # A SIGTERM during setup, restore or sanity checking reached Lightning's handler, which
         # would raise after the first step and lose it: take the request over instead.

@@ -48,6 +48,7 @@ def launch(
     sig: str = "SIGTERM",
     repeat: bool = False,
     env: dict[str, str] | None = None,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m expconf.train`` with the probe; the same call again resumes the same run."""
     corpus = tmp / "corpus.txt"
@@ -65,7 +66,7 @@ def launch(
         env=run_env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
 
@@ -188,6 +189,30 @@ def test_ddp_every_rank_stops_at_the_same_step_and_resumes(tmp_path: Path) -> No
     assert starts == [0, 3] and sorted(losses) == [(s, 0) for s in range(6)]
 
 
+def test_second_signal_under_ddp_takes_the_launched_ranks_down_too(tmp_path: Path) -> None:
+    ddp = (
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_steps=6",
+        "data.path=null",
+        "data.corpus_megabytes=1",
+    )
+    # A rank left behind would hold the output pipes open: the run would not return in time.
+    proc = launch(tmp_path, tmp_path / "losses.log", *ddp, signal_at=2, repeat=True, timeout=240)
+    assert proc.returncode == -signal.SIGTERM, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]  # not a rank failing on a lost peer
+    left = [p for p in Path("/proc").glob("[0-9]*") if _cwd(p) == tmp_path]
+    assert not left, f"ranks still running: {left}"
+
+
+def _cwd(proc: Path) -> Path | None:
+    try:
+        return Path(os.readlink(proc / "cwd"))
+    except OSError:
+        return None
+
+
 def test_sigterm_caught_by_lightning_before_training_is_taken_over() -> None:
     """A SIGTERM during setup or restore lands in Lightning's handler; it must still checkpoint."""
     from types import SimpleNamespace
@@ -195,7 +220,7 @@ def test_sigterm_caught_by_lightning_before_training_is_taken_over() -> None:
     from expconf.callbacks.preemption import PreemptionCallback
 
     connector = SimpleNamespace(received_sigterm=True)
-    trainer: Any = SimpleNamespace(global_step=0, _signal_connector=connector)
+    trainer: Any = SimpleNamespace(global_step=0, _signal_connector=connector, strategy=None)
     cb = PreemptionCallback("SIGTERM")
     try:
         cb.on_train_start(trainer, None)  # type: ignore[arg-type]
