@@ -163,10 +163,22 @@ def build(root: RootConfig) -> Built:
 
 
 def check_remote(root: RootConfig) -> None:
-    """Fail before any step when a remote checkpoint location cannot be reached."""
+    """Fail before any step (and before the run dir exists) when a remote location cannot be used."""
     from expconf import storage
+    from expconf.errors import ConfigError
 
     storage.check_remote(root)
+    options = root.log.ckpt.storage_options
+    for key, url in (("resume.path", root.resume.path), ("resume.import_path", root.resume.import_path)):
+        if url and storage.is_remote(url):
+            parent, _, name = url.rstrip("/").rpartition("/")
+            try:
+                found = storage.Storage(parent, options).exists(name)
+            except Exception as e:  # every fsspec backend raises its own types
+                reason = " ".join(str(e).split())[:200] or type(e).__name__
+                raise ConfigError(key, url, f"a reachable checkpoint URL ({reason})") from e
+            if not found:
+                raise ConfigError(key, url, "an existing checkpoint", "nothing found at that URL")
 
 
 def run(root: RootConfig, task_config: dict[str, Any] | None = None, overrides: list[str] | None = None) -> TrainResult:

@@ -9,11 +9,25 @@ from typing import Any
 #: Exit code for a configuration or input mistake (argparse uses 2 as well).
 USER_ERROR_EXIT_CODE = 2
 
+#: Set this environment variable to 1 to see the full traceback of a user error.
+DEBUG_ENV = "EXPCONF_DEBUG"
+
+
+class _NoValue:
+    """Marks an error whose value is not known (a key set inside a config file)."""
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE: Any = _NoValue()
+
 
 class ConfigError(ValueError):
     """A user mistake: names the key, the value given and what was expected.
 
-    ``str(err)`` is a single line, fit to print without a traceback.
+    ``str(err)`` is a single line, fit to print without a traceback. A value stored under a
+    secret-looking key (``storage_options.secret``, ``token``, ...) is never shown.
     """
 
     def __init__(
@@ -25,18 +39,31 @@ class ConfigError(ValueError):
         *,
         message: str | None = None,
     ) -> None:
+        from expconf.redact import REDACTED, is_secret_key
+
         self.key = key
         self.value = value
         self.expected = expected
         self.hint = hint
         if message is None:
-            message = f"{key}={value!r}: expected {expected}" if expected else f"{key}={value!r}"
+            shown = REDACTED if is_secret_key(key) and value not in (None, "") else _show(value)
+            head = key if value is NO_VALUE else f"{key}={shown}"
+            message = f"{head}: expected {expected}" if expected else head
             if hint:
                 message += f" ({hint})"
-        super().__init__(" ".join(message.split()))
+        super().__init__(" ".join(str(message).split()))
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """Return ``"did you mean 'x'?"`` for the closest candidate, or an empty string."""
+def _show(value: Any) -> str:
+    """A value as the user would type it: strings quoted, None as null, bools lower case."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], prefix: str = "") -> str:
+    """Return ``"did you mean 'x'?"`` for the closest candidate (``prefix`` put before it), or ''."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"did you mean '{matches[0]}'?" if matches else ""
+    return f"did you mean '{prefix}{matches[0]}'?" if matches else ""

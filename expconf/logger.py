@@ -22,7 +22,7 @@ from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from expconf import launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.io import StorageCheckpointIO
-from expconf.redact import collect_secrets, redact, redact_text
+from expconf.redact import RedactingFilter, collect_secrets, redact, redact_text
 
 log = logging.getLogger("expconf")
 
@@ -169,6 +169,7 @@ class NeMoLogger:
         handler = logging.FileHandler(run_dir / RANK_LOG.format(g=rank, l=local))
         handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s %(name)s] %(message)s"))
         handler.setLevel(logging.INFO)
+        handler.addFilter(RedactingFilter())  # secrets never reach a log file
         for name in LOGGER_NAMES:
             logging.getLogger(name).addHandler(handler)
         logging.getLogger("expconf").setLevel(logging.INFO)

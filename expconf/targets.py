@@ -40,11 +40,16 @@ def allowed(path: str) -> bool:
     return any(fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
-def resolve(path: str, key: str) -> Any:
-    """Import the allow-listed class ``path``; ``key`` names the config key in errors."""
+def check(path: str, key: str) -> None:
+    """Raise :class:`ConfigError` unless ``path`` is allow-listed (imports nothing)."""
     if not allowed(path):
         hint = did_you_mean(path, _ALLOWED) or "add it with expconf.targets.allow() or $EXPCONF_ALLOWED_TARGETS"
         raise ConfigError(key, path, "an allow-listed class", hint)
+
+
+def resolve(path: str, key: str) -> Any:
+    """Import the allow-listed class ``path``; ``key`` names the config key in errors."""
+    check(path, key)
     module_name, _, attr = path.rpartition(".")
     try:
         module = importlib.import_module(module_name)

@@ -13,25 +13,29 @@ from typing import Any
 
 import yaml
 
-from expconf.errors import USER_ERROR_EXIT_CODE, ConfigError
+from expconf.errors import DEBUG_ENV, USER_ERROR_EXIT_CODE, ConfigError
 from expconf.launch import CHILD_CONFIG_ENV, clean_dist_env, global_rank, snapshot_dist_env
 
 MODEL_CLASS_KEY = "__model_config_class__"
 
 
 def to_root(cfg: Any) -> Any:
-    """Composed DictConfig -> validated RootConfig (the real dataclasses)."""
+    """Composed DictConfig -> validated RootConfig (the real dataclasses); raises ConfigError.
+
+    Checks unknown keys (``+trainer.max_stepz=3`` composes in Hydra), types, choices, ranges,
+    cross-field rules and local paths. Remote locations are probed by ``build.check_remote``.
+    """
     from omegaconf import OmegaConf
 
+    from expconf.config.schema import check_known_keys
+
+    check_known_keys(cfg)
     root: Any = OmegaConf.to_object(cfg)
-    root.validate(world_size=_cheap_world_size(root))
-    return root
-
-
-def _cheap_world_size(root: Any) -> int:
     # Counting CUDA devices needs torch; validation must not import it. An 'auto' device count
     # is checked again by the builder with the real number.
-    return int(root.trainer.devices_per_node(0)) * int(root.trainer.num_nodes)
+    root.validate()
+    root.validate_paths()
+    return root
 
 
 def _task(cfg: Any) -> None:
@@ -39,12 +43,19 @@ def _task(cfg: Any) -> None:
     from omegaconf import OmegaConf
 
     env_before = snapshot_dist_env()
-    overrides = list(HydraConfig.get().overrides.task)
-    root = to_root(cfg)
-    from expconf.storage import check_remote
+    # resolve=False: an override such as key=${oops} must not be resolved just to be listed.
+    overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]  # type: ignore[union-attr]
+    try:
+        root = to_root(cfg)
+        from expconf.storage import check_remote
 
-    check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
-    resolved: Any = OmegaConf.to_container(cfg, resolve=True)
+        check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
+        resolved: Any = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as e:
+        # Reported here, not by Hydra: a failed job makes Hydra print an extra stderr line.
+        _forget_sweep_file(e, sys.argv)
+        _fail_or_raise(e, overrides)
+        raise
     assert isinstance(resolved, dict)
     model_cls = type(root.model)
     child = dict(resolved, **{MODEL_CLASS_KEY: f"{model_cls.__module__}.{model_cls.__qualname__}"})
@@ -52,11 +63,69 @@ def _task(cfg: Any) -> None:
     try:
         from expconf.build import run
 
-        result = run(root, task_config=resolved, overrides=overrides)
+        try:
+            result = run(root, task_config=resolved, overrides=overrides)
+        except Exception as e:
+            _fail_or_raise(e, overrides)
+            raise
         if global_rank() == 0:  # other ranks know no checkpoint paths; one summary per job
             print(result.summary(), flush=True)
     finally:
         _end_job(env_before)
+
+
+#: Comma-separated modules imported before composition, so a user repo can register its own
+#: dataclasses (``expconf.config.store.store``) for ``python -m expconf.train --config-dir``.
+CONFIG_MODULES_ENV = "EXPCONF_CONFIG_MODULES"
+
+
+def _import_config_modules() -> None:
+    import importlib
+
+    for name in (n.strip() for n in os.environ.get(CONFIG_MODULES_ENV, "").split(",")):
+        if not name:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(
+                CONFIG_MODULES_ENV, name, "an importable module (is its folder on PYTHONPATH?)", str(e)
+            ) from e
+
+
+def _forget_sweep_file(e: BaseException, argv: list[str]) -> None:
+    """A sweep stopped by a config error leaves nothing behind: drop the multirun.yaml Hydra wrote."""
+    from expconf.config import store
+
+    if _debug() or not _is_user_error(e) or not ({"-m", "--multirun"} & set(argv)):
+        return
+    for root, sweep in sorted(store.sweep_dirs, key=lambda p: len(p[1]), reverse=True):
+        try:
+            os.unlink(os.path.join(sweep, "multirun.yaml"))
+        except OSError:
+            pass
+        folder = sweep
+        while os.path.commonpath([folder, root]) == root and os.path.isdir(folder):  # Hydra made these
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+            folder = os.path.dirname(folder)
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV) == "1"
+
+
+def _fail_or_raise(e: BaseException, argv: list[str]) -> None:
+    """Exit with one ``error:`` line for a user mistake; return (so the caller re-raises) otherwise."""
+    from expconf.cli_args import one_line
+    from expconf.redact import redact_text
+
+    if _debug() or not _is_user_error(e):
+        return
+    print(f"error: {redact_text(str(one_line(e, argv)))}", file=sys.stderr, flush=True)
+    sys.exit(USER_ERROR_EXIT_CODE)
 
 
 def _end_job(env_before: dict[str, str] | None = None) -> None:
@@ -100,34 +169,35 @@ def _hydra_main() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m expconf.train`` and the ``expconf-train`` script."""
-    from expconf.cli_args import one_line, reorder_options
+    from expconf.cli_args import reorder_options
 
     args = list(sys.argv[1:] if argv is None else argv)
     if CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0" and not args:
         run_child()
         return
-    debug = os.environ.get("EXPCONF_DEBUG") == "1"
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *reorder_options(args)]
     from expconf.config.store import register_all
 
     register_all()
+    from expconf.config import store
+
+    store.sweep_dirs.clear()
     try:
+        _import_config_modules()
         _hydra_main()
     except SystemExit:
         raise
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as e:
-        err = one_line(e) if not isinstance(e, ConfigError) else e
-        failure = None if debug else _write_failure(e)
+        failure = None if _debug() else _write_failure(e)
         if failure is not None:
             print(f"error: {failure}", file=sys.stderr)
             sys.exit(1)
-        if debug or not _is_user_error(e):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
+        _forget_sweep_file(e, args)
+        _fail_or_raise(e, args)
+        raise
 
 
 def _write_failure(e: BaseException) -> BaseException | None:

@@ -41,3 +41,6 @@ class CallbacksConfig:
                 cb,
                 "a mapping with a _target_ key",
             )
+            from expconf import targets
+
+            targets.check(str(cb["_target_"]), f"callbacks.extra[{i}]._target_")

@@ -43,3 +43,20 @@ class CheckpointConfig:
                 self.filename,
                 "a file name template without '/' (put folders in dirpath)",
             )
+            require(
+                _template_ok(self.filename),
+                f"{prefix}.filename",
+                self.filename,
+                "a template with balanced braces such as gpt--{val_loss:.2f}-{step}",
+            )
+
+
+def _template_ok(template: str) -> bool:
+    """Whether ``template`` parses as a ``str.format`` template (Lightning formats it at save time)."""
+    import string
+
+    try:
+        list(string.Formatter().parse(template))
+    except ValueError:
+        return False
+    return True

@@ -38,3 +38,19 @@ def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
 def check_positive_or_none(key: str, value: Any) -> None:
     """Raise unless ``value`` is None or a positive number."""
     require(value is None or value > 0, key, value, "a positive number or null")
+
+
+def is_remote(path: str) -> bool:
+    """True for URLs with a scheme other than ``file://`` (checked by reachability, not here)."""
+    return "://" in path and not path.startswith("file://")
+
+
+def check_local_path(key: str, path: str | None, expected: str, *, kind: str = "any") -> None:
+    """Raise unless local ``path`` exists (``kind``: any, file or dir); None and remote URLs pass."""
+    import os
+
+    if path is None or is_remote(path):
+        return
+    local = os.path.expanduser(path.removeprefix("file://"))
+    ok = {"any": os.path.exists, "file": os.path.isfile, "dir": os.path.isdir}[kind](local)
+    require(ok, key, path, expected, "" if os.path.exists(local) else "no such file or folder")

@@ -26,6 +26,9 @@ class ModelConfig:
             self._target_,
             "a dotted class path such as expconf.recipes.gpt.GPTModule",
         )
+        from expconf import targets
+
+        targets.check(self._target_, "model._target_")
 
 
 @dataclass

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from expconf.config.callbacks import CallbacksConfig
 from expconf.config.data import DataConfig
-from expconf.config.fields import doc, require
+from expconf.config.fields import check_local_path, doc, require
 from expconf.config.log import LogConfig
 from expconf.config.model import GPTModelConfig
 from expconf.config.optim import OptimConfig
@@ -46,3 +46,21 @@ class RootConfig:
             gbs,
             f"a multiple of data.micro_batch_size x devices x nodes = {mbs} x {world_size}",
         )
+
+    def validate_paths(self) -> None:
+        """Local paths that must exist before anything is written; raises ConfigError."""
+        check_local_path(
+            "data.path", self.data.path, "an existing text file, folder of text files or pre-tokenized .bin file"
+        )
+        if self.data.tokenizer != "byte":
+            check_local_path("data.tokenizer", self.data.tokenizer, "'byte' or an existing tokenizer.json", kind="file")
+        check_local_path("resume.path", self.resume.path, "an existing checkpoint file or folder")
+        check_local_path("resume.import_path", self.resume.import_path, "an existing checkpoint or model archive")
+        for i, name in enumerate(self.log.files_to_copy or []):
+            check_local_path(f"log.files_to_copy[{i}]", name, "an existing file to copy into the run dir")
+        for key in ("log_dir", "explicit_log_dir"):
+            value = getattr(self.log, key)
+            if value and not value.startswith(("s3://", "gs://")):
+                import os
+
+                require(not os.path.isfile(value), f"log.{key}", value, "a folder (this path is a file)")

@@ -45,9 +45,17 @@ def _exists(cs: ConfigStore, group: str | None, name: str) -> bool:
     return isinstance(repo, dict) and f"{name}.yaml" in repo
 
 
+#: (log dir, sweep dir) pairs Hydra resolved in this process, absolute: a sweep stopped by a config
+#: error removes what it made, from the sweep dir up to the log dir and never above.
+sweep_dirs: set[tuple[str, str]] = set()
+
+
 def sweep_dir(log_dir: str | None, name: str | None) -> str:
     """Where Hydra's multirun writes multirun.yaml: the experiment folder, so no stray dirs appear."""
-    return os.path.join(log_dir or "nemo_experiments", name or "default")
+    root = log_dir or "nemo_experiments"
+    path = os.path.join(root, name or "default")
+    sweep_dirs.add((os.path.abspath(root), os.path.abspath(path)))
+    return path
 
 
 def register_all() -> None:

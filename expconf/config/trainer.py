@@ -74,6 +74,15 @@ class TrainerConfig:
         )
         require(ok, "trainer.devices", d, "'auto', a positive integer, -1 or a list of device ids")
         require(bool(self.strategy), "trainer.strategy", self.strategy, "a strategy name such as auto or ddp")
+        _check_interval("trainer.val_check_interval", self.val_check_interval, min_int=1)
+        _check_interval("trainer.limit_val_batches", self.limit_val_batches, min_int=0)
+        _check_interval("trainer.limit_train_batches", self.limit_train_batches, min_int=1)
+        require(
+            self.num_sanity_val_steps >= -1,
+            "trainer.num_sanity_val_steps",
+            self.num_sanity_val_steps,
+            "an integer >= -1 (-1: the whole validation set)",
+        )
 
     def devices_per_node(self, cuda_count: int) -> int:
         """How many processes one node runs for these settings."""
@@ -85,3 +94,13 @@ class TrainerConfig:
         if d == "auto" or d in (-1, "-1"):
             return max(cuda_count, 1) if self.accelerator in ("auto", "gpu", "cuda") else 1
         return int(d)
+
+
+def _check_interval(key: str, value: Any, min_int: int) -> None:
+    """null, an integer >= ``min_int`` (batches) or a fraction in (0, 1] (of an epoch)."""
+    ok = (
+        value is None
+        or (isinstance(value, int) and not isinstance(value, bool) and value >= min_int)
+        or (isinstance(value, float) and 0.0 < value <= 1.0)
+    )
+    require(ok, key, value, f"null, an integer >= {min_int} (batches) or a fraction in (0, 1]")

@@ -1,0 +1,82 @@
+"""examples/user_repo: a user's conf/ and dataclass, run through expconf's CLI and the user's own @hydra.main."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, run_dirs
+from helpers import cli_env as make_env
+
+pytestmark = pytest.mark.slow
+
+SMALL = [
+    "data.seq_length=32",
+    "data.micro_batch_size=4",
+    "data.global_batch_size=8",
+    "data.corpus_megabytes=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.limit_val_batches=2",
+]
+
+
+@pytest.fixture
+def user_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "user_repo"
+    shutil.copytree(REPO / "examples" / "user_repo", repo, ignore=shutil.ignore_patterns("nemo_experiments", "outputs"))
+    return repo
+
+
+def _run(cmd: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=make_env(PYTHONPATH=str(cwd), **env),
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+
+
+def _check_run(repo: Path, proc: subprocess.CompletedProcess[str]) -> None:
+    import torch
+    import yaml
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [run_dir] = run_dirs(repo / "nemo_experiments")
+    assert run_dir == repo / "nemo_experiments" / "user_wide"  # log.name from conf/log/user_tb.yaml
+    assert list((run_dir / "user_tb").glob("events.out.tfevents.*")), "custom TensorBoard folder"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["_target_"] == "my_models.WideGPT"
+    assert config["model"]["mlp_ratio"] == 6 and config["model"]["n_embd"] == 48
+    [last] = (run_dir / "checkpoints").glob("wide--*-last.ckpt")
+    state = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    assert tuple(state["model.blocks.0.mlp.0.weight"].shape) == (6 * 48, 48), "the user's WideGPT was built"
+    assert "(global step 8)" in proc.stdout
+    assert not (repo / "outputs").exists()
+
+
+def test_expconf_cli_with_user_config_dir(user_repo: Path) -> None:
+    cli = [sys.executable, "-m", "expconf.train", "+recipe=gpt", "--config-dir", "conf", "+experiment=small_wide"]
+    env = {"EXPCONF_CONFIG_MODULES": "my_models", "EXPCONF_ALLOWED_TARGETS": "my_models.*"}
+    # the user's own validation rule, through expconf's one-line errors
+    bad = _run([*cli, "model.mlp_ratio=0"], user_repo, **env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: model.mlp_ratio=0: expected an integer in [1, 64]"
+    # the user's target must be allowed by the environment, not by the config file
+    denied = _run([*cli, *SMALL], user_repo, EXPCONF_CONFIG_MODULES="my_models")
+    assert denied.returncode == 2 and "model._target_='my_models.WideGPT'" in denied.stderr
+    assert not (user_repo / "nemo_experiments").exists()
+    _check_run(user_repo, _run([*cli, *SMALL], user_repo, **env))
+
+
+def test_users_own_hydra_main(user_repo: Path) -> None:
+    proc = _run([sys.executable, "train_mine.py", "+experiment=small_wide", *SMALL], user_repo)
+    _check_run(user_repo, proc)
