@@ -6,10 +6,14 @@ Every row is a ratio of two things measured in the same invocation, interleaved 
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -74,3 +78,43 @@ def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """Environment of every benchmarked process: one intra-op thread, offline W&B, bench callbacks allowed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPCONF_", "WANDB_", "PL_"))}
+    if "EXPCONF_CACHE" in os.environ:
+        env["EXPCONF_CACHE"] = os.environ["EXPCONF_CACHE"]
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+        EXPCONF_ALLOWED_TARGETS="bench.steplog.*",
+    )
+    env.update(extra)
+    return env
+
+
+def run_process(args: list[str], cwd: Path, timeout: float = 900) -> float:
+    """Run ``python ARGS`` in ``cwd`` with :func:`bench_env`; its wall seconds. Raises on failure."""
+    log = cwd / f"proc-{time.monotonic_ns()}.log"
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=cwd, env=bench_env(), stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+        )
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+    return dt
+
+
+def steady(intervals: list[float], warmup: int) -> list[float]:
+    """Step times after the first ``warmup`` steps (lazy initialisation, allocator warm-up)."""
+    return intervals[warmup:] if len(intervals) > warmup else intervals

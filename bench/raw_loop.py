@@ -23,11 +23,16 @@ from expconf.recipes.gpt import GPT, build_optimizer, lr_lambda, padded_vocab
 
 @dataclass
 class RawResult:
-    """Per-optimizer-step losses and wall times, plus the time to the first step."""
+    """Per-optimizer-step losses and wall times, plus the time to the first step.
+
+    A step's loss is the mean over its ``k`` micro-batches computed as Lightning's backward sees
+    it: the float32 sum, in order, of each ``loss / k`` (bench/steplog.py records the same).
+    """
 
     losses: list[float] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
     first_step_s: float = 0.0
+    first_step_unix: float = 0.0
     tokens_per_step: int = 0
     flops_per_token: int = 0
 
@@ -62,6 +67,7 @@ def raw_train(
     model = gpt.to(device)
     opt = build_optimizer(model, optim_cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, optim_cfg, steps))
+    params = [p for group in opt.param_groups for p in group["params"]]
     step_model = torch.compile(model) if model_cfg.compile else model
     loader = dm.train_dataloader()
     accumulate = data_cfg.global_batch_size // (data_cfg.micro_batch_size * world_size)
@@ -87,19 +93,53 @@ def raw_train(
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                 loss = step_model(x, y)
-            (loss / accumulate).backward()
-            total += loss.detach()
+            scaled = loss / accumulate  # as Lightning normalises the loss before backward
+            scaled.backward()
+            total += scaled.detach()
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            # In the optimizer's parameter order, as Lightning clips: the norm's summation order matters.
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        result.losses.append(float(total / accumulate) if accumulate > 1 else float(total))
+        result.losses.append(float(total))
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         now = time.perf_counter()
         if not result.step_times:
             result.first_step_s = now - t_start
+            result.first_step_unix = time.time()
         result.step_times.append(now - t_step)
         t_step = now
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.raw_loop JOB.json OUT.json``: the raw loop as its own process.
+
+    JOB.json holds ``model``, ``data`` and ``optim`` (the dataclasses' fields), ``steps``,
+    ``seed`` and ``grad_clip``; OUT.json gets losses, step-end times and the first step's time.
+    """
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    job = json.loads(open(args[0]).read())
+    torch.set_num_threads(1)
+    res = raw_train(
+        GPTModelConfig(**job["model"]),
+        DataConfig(**job["data"]),
+        OptimConfig(**job["optim"]),
+        int(job["steps"]),
+        seed=int(job["seed"]),
+        grad_clip=job["grad_clip"],
+    )
+    with open(args[1], "w") as f:
+        json.dump(
+            {"losses": res.losses, "step_times": res.step_times, "first_step_unix": res.first_step_unix}, f
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

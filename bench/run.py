@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", default=None, help="module names such as rows_step")
     p.add_argument("--out", default=str(DOCS / "benchmarks.md"))
     args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # this process's own measurements; children get OMP_NUM_THREADS=1
+    os.environ["OMP_NUM_THREADS"] = "1"
     rows: list[Row] = []
     for name in args.only or discover():
         print(f"== {name}", flush=True)

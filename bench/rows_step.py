@@ -1,0 +1,168 @@
+"""Step time: the GPT recipe through ``python -m expconf.train`` against the raw PyTorch loop.
+
+Two rows:
+
+* **GPT step**: A is ``python -m expconf.train +recipe=gpt`` as a user runs it (TimingCallback,
+  PreemptionCallback, the rich progress bar, TensorBoard, ModelCheckpoint all on; validation
+  off so that no step carries it), B is ``python -m bench.raw_loop`` on the same composed
+  config. A step's time is the wall time between consecutive optimizer-step ends (so data
+  loading, logging and every callback count), taken by :class:`bench.steplog.StepLog` on A
+  and by the loop itself on B; startup and the first ``WARMUP`` steps are left out. Each run
+  gives the median of its steady steps; the row compares the medians of those over the runs.
+  Every run's per-step losses must equal the raw loop's bitwise, or the benchmark fails.
+* **Fixed overhead**: a near-zero-compute module (``Linear(1, 1)``) trained by a plain
+  ``pl.Trainer`` (B) and by ``expconf.train`` with expconf's callbacks, NeMoLogger and
+  ModelCheckpoint (A), in this process; the row is the difference of the median step times.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, Row, interleave, ratio_row, run_process, steady
+from bench.steplog import intervals, read
+
+WARMUP = 4
+QUICK_MODEL = [
+    "model.n_layer=1",
+    "model.n_head=2",
+    "model.n_embd=32",
+    "data.seq_length=32",
+    "data.micro_batch_size=4",
+    "data.global_batch_size=8",
+    "data.corpus_megabytes=1",
+]
+
+
+def step_overrides(steps: int, quick: bool) -> list[str]:
+    """The CLI overrides of the timed GPT runs: the recipe, ``steps`` steps, no validation."""
+    return [
+        "+recipe=gpt",
+        *(QUICK_MODEL if quick else []),
+        f"trainer.max_steps={steps}",
+        "trainer.limit_val_batches=0",
+        "trainer.num_sanity_val_steps=0",
+    ]
+
+
+def steplog_override(path: Path) -> str:
+    """The override that adds :class:`bench.steplog.StepLog` writing to ``path``."""
+    return f"+callbacks.extra=[{{_target_: bench.steplog.StepLog, path: '{path}'}}]"
+
+
+def run_expconf(overrides: list[str], workdir: Path) -> dict[str, Any]:
+    """One CLI run in a fresh folder; StepLog's record plus the launch time (unix seconds)."""
+    workdir.mkdir(parents=True)
+    out = workdir / "steps.json"
+    launched = time.time()
+    run_process(["-m", "expconf.train", *overrides, steplog_override(out)], workdir)
+    rec = read(out)
+    rec["launched"] = launched
+    rec["intervals"] = intervals(rec["ends"], rec["train_start"])
+    return rec
+
+
+def run_raw(job: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """One raw-loop process in a fresh folder; its record plus the launch time (unix seconds)."""
+    workdir.mkdir(parents=True)
+    (workdir / "job.json").write_text(json.dumps(job))
+    launched = time.time()
+    run_process(["-m", "bench.raw_loop", "job.json", "out.json"], workdir)
+    rec = read(workdir / "out.json")
+    rec["launched"] = launched
+    rec["intervals"] = rec["step_times"]
+    return rec
+
+
+def prepare(overrides: list[str]) -> Any:
+    """Compose the config and build the token cache once, so no timed run pays for it."""
+    from bench.recipe import compose_root
+    from expconf.data import prepare_tokens
+
+    root = compose_root(overrides)
+    prepare_tokens(root.data)
+    return root
+
+
+def gpt_step_row(quick: bool, plot_path: Path | None) -> Row:
+    """expconf's steady-state GPT step time over the raw loop's, losses checked bitwise."""
+    from bench.recipe import raw_job
+
+    steps, repeats = (8, 2) if quick else (24, 5)
+    overrides = step_overrides(steps, quick)
+    job = raw_job(prepare(overrides), steps)
+    a_steps: list[float] = []
+    b_steps: list[float] = []
+    losses: list[list[float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
+        n = iter(range(10_000))
+
+        def a() -> float:
+            rec = run_expconf(overrides, Path(tmp) / f"a{next(n)}")
+            losses.append(rec["losses"])
+            s = steady(rec["intervals"], WARMUP)
+            a_steps.extend(s)
+            return statistics.median(s)
+
+        def b() -> float:
+            rec = run_raw(job, Path(tmp) / f"b{next(n)}")
+            losses.append(rec["losses"])
+            s = steady(rec["intervals"], WARMUP)
+            b_steps.extend(s)
+            return statistics.median(s)
+
+        xs, ys = interleave(a, b, repeats)
+    reference = losses[1]
+    if len(reference) != steps or any(run != reference for run in losses):
+        raise AssertionError(f"per-step losses differ between expconf and the raw loop: {losses}")
+    if plot_path is not None:
+        from bench.plot import plot_step_times
+
+        plot_step_times(a_steps, b_steps, plot_path)
+    return ratio_row(
+        "Step time",
+        "GPT recipe step: `python -m expconf.train` / raw PyTorch loop",
+        xs,
+        ys,
+        1.03,
+        note=f"{steps} steps per run, first {WARMUP} left out; losses bitwise equal in all "
+        f"{len(losses)} runs ({steps} steps each)",
+    )
+
+
+def overhead_row(quick: bool) -> Row:
+    """Fixed per-step cost of expconf over a plain Lightning Trainer, on a near-zero-compute model."""
+    from bench.overhead import run_bare, run_expconf_api
+
+    steps, repeats = (60, 2) if quick else (400, 7)
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        n = iter(range(10_000))
+        xs, ys = interleave(
+            lambda: statistics.median(steady(run_expconf_api(Path(tmp) / f"a{next(n)}", steps), 20)),
+            lambda: statistics.median(steady(run_bare(Path(tmp) / f"b{next(n)}", steps), 20)),
+            repeats,
+        )
+    a_ms, b_ms = [x * 1e3 for x in xs], [y * 1e3 for y in ys]
+    diff = statistics.median(a_ms) - statistics.median(b_ms)
+    row = ratio_row(
+        "Step time",
+        "fixed per-step overhead: expconf.train minus plain pl.Trainer, Linear(1, 1) model (ms)",
+        a_ms,
+        b_ms,
+        float("inf"),
+        unit="ms",
+        note=f"the ratio column is the difference A - B in ms; {steps} steps per run, first 20 left out",
+    )
+    row.ratio, row.goal, row.met = diff, "<= +0.1 ms", diff <= 0.1
+    return row
+
+
+def rows(quick: bool) -> list[Row]:
+    """The step-time rows (and docs/step_times.png when not quick)."""
+    plot = None if quick else REPO / "docs" / "step_times.png"
+    return [gpt_step_row(quick, plot), overhead_row(quick)]
