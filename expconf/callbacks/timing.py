@@ -15,7 +15,11 @@ class TimingCallback(Callback):
     timings, and ``tokens_per_sec`` when the model or datamodule knows its tokens per step.
 
     Times are taken with ``time.perf_counter``; on CUDA the device is synchronised only at
-    logging steps so the callback does not stall the pipeline on every step.
+    logging steps so the callback does not stall the pipeline on every step. Training timings
+    are handed to ``self.log`` only on the steps whose metrics Lightning writes to the loggers
+    (every ``log_every_n_steps``): a ``self.log`` call costs far more than the step of a small
+    model, and values logged in between would be overwritten unseen. ``trainer.callback_metrics``
+    therefore holds the timing of the last logging step.
     """
 
     def __init__(self, tokens_per_step: int | None = None) -> None:
@@ -39,6 +43,12 @@ class TimingCallback(Callback):
     def _log(self, pl_module: pl.LightningModule, name: str, value: float, prog_bar: bool = False) -> None:
         pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1, prog_bar=prog_bar)
 
+    @staticmethod
+    def _logging_step(trainer: pl.Trainer) -> bool:
+        """Whether Lightning writes this step's metrics to the loggers (always, if it cannot tell)."""
+        connector = getattr(trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
+
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
@@ -52,7 +62,9 @@ class TimingCallback(Callback):
 
     def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if "backward" in self._start:
-            self._log(pl_module, "train_backward_timing in s", time.perf_counter() - self._start.pop("backward"))
+            dt = time.perf_counter() - self._start.pop("backward")
+            if self._logging_step(trainer):
+                self._log(pl_module, "train_backward_timing in s", dt)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -65,10 +77,12 @@ class TimingCallback(Callback):
         self._micro_batches = 0
         if "train" not in self._start:
             return
-        every: int = trainer.log_every_n_steps  # type: ignore[attr-defined]
-        if step % every == 0 and torch.cuda.is_available():
+        logging_step = self._logging_step(trainer)
+        if logging_step and torch.cuda.is_available():
             torch.cuda.synchronize()
         dt = time.perf_counter() - self._start.pop("train")
+        if not logging_step:
+            return
         self._log(pl_module, "train_step_timing in s", dt)
         tokens = self._tokens(trainer)
         if tokens and dt > 0:
