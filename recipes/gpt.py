@@ -156,6 +156,7 @@ class GPTModule(pl.LightningModule):
         self.seq_length = seq_length
         self.vocab_size = config.vocab_size or padded_vocab(vocab_size)
         self.model = GPT(config, self.vocab_size, seq_length)
+        self._step_loss: torch.Tensor | None = None
         if config.compile:
             self.model = torch.compile(self.model)  # type: ignore[assignment]
 
@@ -174,9 +175,18 @@ class GPTModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss: torch.Tensor = self.model(x, y)
-        # The mean over ranks (one scalar all-reduce per micro-batch; a no-op on one process), so
-        # the logged loss of a DDP run equals that of one process with the same global batch.
-        self.log("reduced_train_loss", loss.detach(), prog_bar=True, sync_dist=True, batch_size=x.size(0))
+        # Logged once per optimizer step, on its last micro-batch: each self.log call costs
+        # about as much as a small model's step. reduced_train_loss is the mean over the step's
+        # micro-batches (NeMo's meaning), summed as the scaled losses the backward pass sees, and
+        # the mean over ranks (one scalar all-reduce per step; a no-op on one process), so the
+        # logged loss of a DDP run equals that of one process with the same global batch.
+        k = self.trainer.accumulate_grad_batches
+        part = loss.detach() / k
+        self._step_loss = part if self._step_loss is None else self._step_loss + part
+        if self.trainer.fit_loop._should_accumulate():
+            return loss
+        self.log("reduced_train_loss", self._step_loss, prog_bar=True, sync_dist=True, batch_size=x.size(0) * k)
+        self._step_loss = None
         # Logged here (not in on_train_batch_end, which runs after the callbacks') with the value
         # the step reaches, so a checkpoint named by {consumed_samples} agrees with its {step}.
         self.log("consumed_samples", float(self.consumed_samples()), batch_size=1)
