@@ -31,6 +31,7 @@ class RawResult:
 
     losses: list[float] = field(default_factory=list)
     step_times: list[float] = field(default_factory=list)
+    cpu_times: list[float] = field(default_factory=list)
     first_step_s: float = 0.0
     first_step_unix: float = 0.0
     tokens_per_step: int = 0
@@ -79,6 +80,7 @@ def raw_train(
     epoch = 0
     it = iter(loader)
     t_step = time.perf_counter()
+    c_step = time.process_time()
     while len(result.losses) < steps:
         total = torch.zeros((), device=device)
         for _ in range(accumulate):
@@ -110,7 +112,9 @@ def raw_train(
             result.first_step_s = now - t_start
             result.first_step_unix = time.time()
         result.step_times.append(now - t_step)
-        t_step = now
+        cpu = time.process_time()
+        result.cpu_times.append(cpu - c_step)
+        t_step, c_step = now, cpu
     return result
 
 
@@ -136,7 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     with open(args[1], "w") as f:
         json.dump(
-            {"losses": res.losses, "step_times": res.step_times, "first_step_unix": res.first_step_unix}, f
+            {
+                "losses": res.losses,
+                "step_times": res.step_times,
+                "cpu_times": res.cpu_times,
+                "first_step_unix": res.first_step_unix,
+            }, f
         )
     return 0
 

@@ -64,6 +64,7 @@ def run_expconf(overrides: list[str], workdir: Path) -> dict[str, Any]:
     rec = read(out)
     rec["launched"] = launched
     rec["intervals"] = intervals(rec["ends"], rec["train_start"])
+    rec["cpu_intervals"] = intervals(rec["cpu_ends"], rec["cpu_start"])
     return rec
 
 
@@ -76,6 +77,7 @@ def run_raw(job: dict[str, Any], workdir: Path) -> dict[str, Any]:
     rec = read(workdir / "out.json")
     rec["launched"] = launched
     rec["intervals"] = rec["step_times"]
+    rec["cpu_intervals"] = rec["cpu_times"]
     return rec
 
 

@@ -25,20 +25,24 @@ from pytorch_lightning.callbacks import Callback
 
 
 class StepLog(Callback):
-    """Per optimizer step: the micro-batch-mean loss and the ``perf_counter`` time the step ended."""
+    """Per optimizer step: the micro-batch-mean loss and the wall (``perf_counter``) and CPU
+    (``process_time``) times at which the step ended."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.losses: list[torch.Tensor] = []
         self.ends: list[float] = []
+        self.cpu_ends: list[float] = []
         self.first_step_unix = 0.0
         self.train_start = 0.0
+        self.cpu_start = 0.0
         self._total: torch.Tensor | None = None
         self._last_step = -1
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_step = trainer.global_step
         self.train_start = time.perf_counter()
+        self.cpu_start = time.process_time()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -48,6 +52,7 @@ class StepLog(Callback):
         if trainer.global_step == self._last_step:
             return  # mid gradient accumulation
         self.ends.append(time.perf_counter())
+        self.cpu_ends.append(time.process_time())
         if len(self.ends) == 1:
             self.first_step_unix = time.time()
         self._last_step = trainer.global_step
@@ -60,6 +65,8 @@ class StepLog(Callback):
             losses=[float(x) for x in self.losses],
             ends=self.ends,
             train_start=self.train_start,
+            cpu_ends=self.cpu_ends,
+            cpu_start=self.cpu_start,
             first_step_unix=self.first_step_unix,
         )
 
