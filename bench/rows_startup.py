@@ -42,7 +42,7 @@ def first_step_row(quick: bool) -> Row:
     """Launch-to-first-step time of the CLI over the raw loop's script; first losses compared bitwise."""
     from bench.recipe import raw_job
 
-    repeats = 2 if quick else 5
+    repeats = 1 if quick else 5
     overrides = step_overrides(1, quick)
     job = raw_job(prepare(overrides), 1)
     losses: list[list[float]] = []
