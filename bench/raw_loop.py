@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                 "step_times": res.step_times,
                 "cpu_times": res.cpu_times,
                 "first_step_unix": res.first_step_unix,
-            }, f
+            },
+            f,
         )
     return 0
 

@@ -2,9 +2,9 @@
 
 Two rows:
 
-* **GPT step**: A is ``python -m expconf.train +recipe=gpt`` as a user runs it (TimingCallback,
-  PreemptionCallback, the rich progress bar, TensorBoard, ModelCheckpoint all on; validation
-  off so that no step carries it), B is ``python -m bench.raw_loop`` on the same composed
+* **GPT step**: A is ``python -m expconf.train +recipe=gpt`` (TimingCallback, PreemptionCallback,
+  TensorBoard and ModelCheckpoint on; the progress bar off; validation off so that no step
+  carries it), B is ``python -m bench.raw_loop`` on the same composed
   config. A step's time is the wall time between consecutive optimizer-step ends (so data
   loading, logging and every callback count), taken by :class:`bench.steplog.StepLog` on A
   and by the loop itself on B; startup and the first ``WARMUP`` steps are left out. Each run
@@ -47,6 +47,7 @@ def step_overrides(steps: int, quick: bool) -> list[str]:
         f"trainer.max_steps={steps}",
         "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
     ]
 
 
@@ -101,12 +102,14 @@ def gpt_step_row(quick: bool, plot_path: Path | None) -> Row:
     a_steps: list[float] = []
     b_steps: list[float] = []
     losses: list[list[float]] = []
+    cpu: dict[str, list[float]] = {"a": [], "b": []}
     with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
         n = iter(range(10_000))
 
         def a() -> float:
             rec = run_expconf(overrides, Path(tmp) / f"a{next(n)}")
             losses.append(rec["losses"])
+            cpu["a"].append(statistics.median(steady(rec["cpu_intervals"], WARMUP)))
             s = steady(rec["intervals"], WARMUP)
             a_steps.extend(s)
             return statistics.median(s)
@@ -114,6 +117,7 @@ def gpt_step_row(quick: bool, plot_path: Path | None) -> Row:
         def b() -> float:
             rec = run_raw(job, Path(tmp) / f"b{next(n)}")
             losses.append(rec["losses"])
+            cpu["b"].append(statistics.median(steady(rec["cpu_intervals"], WARMUP)))
             s = steady(rec["intervals"], WARMUP)
             b_steps.extend(s)
             return statistics.median(s)
@@ -132,8 +136,9 @@ def gpt_step_row(quick: bool, plot_path: Path | None) -> Row:
         xs,
         ys,
         1.03,
-        note=f"{steps} steps per run, first {WARMUP} left out; losses bitwise equal in all "
-        f"{len(losses)} runs ({steps} steps each)",
+        note=f"wall time between step ends; {steps} steps per run, first {WARMUP} left out; progress bar off; "
+        f"CPU-time ratio {statistics.median(cpu['a']) / statistics.median(cpu['b']):.3f}; "
+        f"per-step losses bitwise equal in all {len(losses)} runs ({steps} steps each)",
     )
 
 

@@ -35,7 +35,18 @@ def machine() -> str:
     )
 
 
-def render(rows: list[Row], extra: str = "") -> str:
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages (how busy the machine was)."""
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover - not on every platform
+        return "n/a"
+
+
+METHOD = Path(__file__).resolve().parent / "method.md"
+
+
+def render(rows: list[Row], extra: str = "", conditions: str = "") -> str:
     """docs/benchmarks.md."""
     lines = [
         "# Benchmarks",
@@ -46,6 +57,7 @@ def render(rows: list[Row], extra: str = "") -> str:
         "",
         f"Machine: {machine()}.",
         f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        *([conditions] if conditions else []),
         "",
     ]
     topics: dict[str, list[Row]] = {}
@@ -65,6 +77,8 @@ def render(rows: list[Row], extra: str = "") -> str:
                 f"{r.repeats} | {r.note} |"
             )
         lines.append("")
+    if METHOD.is_file():
+        lines += [METHOD.read_text().rstrip(), ""]
     return "\n".join(lines) + extra
 
 
@@ -80,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # this process's own measurements; children get OMP_NUM_THREADS=1
     os.environ["OMP_NUM_THREADS"] = "1"
     rows: list[Row] = []
+    started, load_before = time.perf_counter(), load()
     for name in args.only or discover():
         print(f"== {name}", flush=True)
         mod = importlib.import_module(f"bench.{name}")
@@ -91,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     gpu = DOCS / "benchmarks-gpu.md"
     if gpu.is_file():
         extra = "\n" + gpu.read_text()
-    Path(args.out).write_text(render(rows, extra))
+    conditions = (
+        f"Mode: {'--quick (smoke run, not for publishing)' if args.quick else 'full'}; "
+        f"took {time.perf_counter() - started:.0f} s; load average (1/5/15 min) {load_before} at the start, "
+        f"{load()} at the end ({os.cpu_count()} cores: a load above that means other work shared the machine)."
+    )
+    Path(args.out).write_text(render(rows, extra, conditions))
     print(f"wrote {args.out}")
     return 0
 

@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, TINY, run_cli
 
 sys.path.insert(0, str(REPO))
 
-from bench.steplog import read  # noqa: E402
+from bench.steplog import read
 
 pytestmark = pytest.mark.slow
 

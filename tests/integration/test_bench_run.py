@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 from helpers import REPO
 
 pytestmark = pytest.mark.slow

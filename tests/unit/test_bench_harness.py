@@ -8,14 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from helpers import REPO
 
 sys.path.insert(0, str(REPO))
 
-from bench.common import Row, interleave, ratio_row, spread, steady  # noqa: E402
-from bench.run import discover, render  # noqa: E402
-from bench.steplog import StepLog, intervals, read  # noqa: E402
+from bench.common import Row, interleave, ratio_row, spread, steady
+from bench.run import discover, render
+from bench.steplog import StepLog, intervals, read
 
 
 def test_interleave_alternates_a_and_b() -> None:
@@ -66,7 +65,7 @@ def test_steplog_sums_micro_batches_per_optimizer_step(tmp_path: Path) -> None:
     log.on_train_start(_fake_trainer(0), module)  # type: ignore[arg-type]
     # two micro-batches per step: global_step moves after the second one's optimizer step
     scaled = [torch.tensor(x, dtype=torch.float32) for x in (1.25, 0.5, 2.0, 0.125)]
-    for i, (loss, step) in enumerate(zip(scaled, (0, 1, 1, 2))):
+    for i, (loss, step) in enumerate(zip(scaled, (0, 1, 1, 2), strict=True)):
         log.on_train_batch_end(_fake_trainer(step), module, {"loss": loss}, None, i)  # type: ignore[arg-type]
     log.on_train_end(_fake_trainer(2), module)  # type: ignore[arg-type]
     rec = read(tmp_path / "s.json")
