@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import helpers
 import pytest
-from helpers import REPO
+
+from helpers import REPO, cli_env
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def test_bench_run_quick_writes_the_startup_rows(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--only", "rows_startup", "--out", str(out)],
         cwd=REPO,
-        env=helpers.test_env(),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=600,
