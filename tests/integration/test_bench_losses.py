@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers import REPO, TINY, run_cli
 
 sys.path.insert(0, str(REPO))

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+
 from helpers import REPO
 
 sys.path.insert(0, str(REPO))
