@@ -47,17 +47,17 @@ def _trainer_kwargs(steps: int) -> dict[str, Any]:
     }
 
 
-def run_bare(workdir: Path, steps: int) -> list[float]:
-    """Step times of a plain ``pl.Trainer`` (its default TensorBoard logger and ModelCheckpoint)."""
+def run_bare(workdir: Path, steps: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU step times of a plain ``pl.Trainer`` (its default TensorBoard logger and ModelCheckpoint)."""
     pl.seed_everything(0, verbose=False)
     log = StepLog(str(workdir / "steps.json"))
     trainer = pl.Trainer(**_trainer_kwargs(steps), callbacks=[log], default_root_dir=str(workdir))
     trainer.fit(TinyModule(steps))
-    return intervals(log.ends, log.train_start)
+    return intervals(log.ends, log.train_start), intervals(log.cpu_ends, log.cpu_start)
 
 
-def run_expconf_api(workdir: Path, steps: int) -> list[float]:
-    """Step times under ``expconf.train``: TimingCallback, PreemptionCallback, NeMoLogger, ModelCheckpoint."""
+def run_expconf_api(workdir: Path, steps: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU step times under ``expconf.train``: TimingCallback, PreemptionCallback, NeMoLogger, ModelCheckpoint."""
     import expconf
     from expconf.launch import clean_dist_env
 
@@ -77,4 +77,4 @@ def run_expconf_api(workdir: Path, steps: int) -> list[float]:
         )
     finally:
         clean_dist_env()  # the run-dir decision must not carry over to the next run
-    return intervals(log.ends, log.train_start)
+    return intervals(log.ends, log.train_start), intervals(log.cpu_ends, log.cpu_start)
