@@ -29,8 +29,13 @@ log = logging.getLogger("expconf")
 DATETIME_FORMAT = "%Y-%m-%d_%H-%M-%S"
 WANDB_ID_FILE = ".wandb_run_id"
 RANK_LOG = "nemo_log_globalrank-{g}_localrank-{l}.txt"
-# Lightning's loggers do not propagate to the root logger, so the file handler joins each.
+# Lightning's loggers stop propagating to the root logger when it had no handler at their import;
+# the file handler then joins them directly (never both, or every line is written twice).
 LOGGER_NAMES = ("", "pytorch_lightning", "lightning_fabric", "lightning.pytorch")
+
+
+def _needs_own_handler(name: str) -> bool:
+    return name == "" or not logging.getLogger(name).propagate
 
 
 class NeMoLogger:
@@ -171,7 +176,8 @@ class NeMoLogger:
         handler.setLevel(logging.INFO)
         handler.addFilter(RedactingFilter())  # secrets never reach a log file
         for name in LOGGER_NAMES:
-            logging.getLogger(name).addHandler(handler)
+            if _needs_own_handler(name):
+                logging.getLogger(name).addHandler(handler)
         logging.getLogger("expconf").setLevel(logging.INFO)
         logging.captureWarnings(True)
         self._file_handler = handler

@@ -74,6 +74,11 @@ def redact(obj: Any, extra: list[str] | None = None) -> Any:
 _KNOWN: set[str] = set()
 
 
+def known_secrets() -> list[str]:
+    """Every secret value seen so far in this process (configs and the environment)."""
+    return sorted(_KNOWN | set(secret_values()))
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that scrubs secrets from each record before a handler writes it."""
 

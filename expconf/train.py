@@ -66,7 +66,7 @@ def _task(cfg: Any) -> None:
         try:
             result = run(root, task_config=resolved, overrides=overrides)
         except Exception as e:
-            _fail_or_raise(e, overrides)
+            _report_failed_job(e, overrides)
             raise
         if global_rank() == 0:  # other ranks know no checkpoint paths; one summary per job
             print(result.summary(), flush=True)
@@ -126,6 +126,26 @@ def _fail_or_raise(e: BaseException, argv: list[str]) -> None:
         return
     print(f"error: {redact_text(str(one_line(e, argv)))}", file=sys.stderr, flush=True)
     sys.exit(USER_ERROR_EXIT_CODE)
+
+
+def _report_failed_job(e: BaseException, argv: list[str]) -> None:
+    """Report a failed job here and exit; Hydra would print the raw overrides, secrets included.
+
+    Returns only under EXPCONF_DEBUG=1, so that the caller re-raises with the full traceback.
+    """
+    import traceback
+
+    from expconf.redact import known_secrets, redact_text
+
+    _fail_or_raise(e, argv)  # a user mistake: one line, exit 2
+    if _debug():
+        return
+    failure = _write_failure(e)
+    if failure is not None:  # storage died mid-run: one line, the previous checkpoint stays resumable
+        print(f"error: {redact_text(str(failure), known_secrets())}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    print(redact_text("".join(traceback.format_exception(e)), known_secrets()), file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 def _end_job(env_before: dict[str, str] | None = None) -> None:

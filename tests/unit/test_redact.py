@@ -107,3 +107,18 @@ def test_log_filter_scrubs_config_and_environment_secrets(tmp_path: Path, monkey
     text = (tmp_path / "log.txt").read_text()
     assert "888888" not in text and "777777" not in text and "abc123" not in text
     assert text.count(REDACTED) == 3 and "max_steps=5" in text
+
+
+def test_a_crashed_job_reports_its_traceback_without_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    from expconf.train import _report_failed_job
+
+    secret = "s3cr3t-value-for-crash"
+    collect_secrets({"storage_options": {"secret": secret}})
+    try:
+        raise RuntimeError(f"boom while talking to the store with {secret}")
+    except RuntimeError as e:
+        with pytest.raises(SystemExit) as info:
+            _report_failed_job(e, [f"+log.ckpt.storage_options.secret={secret}"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "RuntimeError: boom" in err and secret not in err and REDACTED in err
