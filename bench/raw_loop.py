@@ -17,8 +17,8 @@ import torch
 from expconf.config.data import DataConfig
 from expconf.config.model import GPTModelConfig
 from expconf.config.optim import OptimConfig
-from expconf.data import TokenDataModule
-from expconf.recipes.gpt import GPT, build_optimizer, lr_lambda, padded_vocab
+from expconf.recipes.gpt_model import GPT, build_optimizer, lr_lambda, padded_vocab
+from expconf.tokens import TokenWindows, make_loader, prepare_tokens, train_sampler
 
 
 @dataclass
@@ -60,17 +60,17 @@ def raw_train(
     """Train ``steps`` optimizer steps; ``precision='bf16-mixed'`` autocasts on CUDA."""
     t_start = time.perf_counter()
     seed_all(seed)
-    dm = TokenDataModule(data_cfg, seed=seed)
-    dm.prepare_data()
-    assert dm.vocab_size is not None
-    vocab = model_cfg.vocab_size or padded_vocab(dm.vocab_size)
+    train_path, _, token_vocab = prepare_tokens(data_cfg)
+    vocab = model_cfg.vocab_size or padded_vocab(token_vocab)
     gpt = GPT(model_cfg, vocab, data_cfg.seq_length)
     model = gpt.to(device)
     opt = build_optimizer(model, optim_cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, optim_cfg, steps))
     params = [p for group in opt.param_groups for p in group["params"]]
     step_model = torch.compile(model) if model_cfg.compile else model
-    loader = dm.train_dataloader()
+    dataset = TokenWindows(train_path, data_cfg.seq_length)
+    sampler = train_sampler(data_cfg, len(dataset), seed, 0, world_size)
+    loader = make_loader(data_cfg, dataset, sampler, seed)
     accumulate = data_cfg.global_batch_size // (data_cfg.micro_batch_size * world_size)
     autocast = precision == "bf16-mixed" and device.startswith("cuda")
     result = RawResult(
@@ -88,8 +88,7 @@ def raw_train(
                 x, y = next(it)
             except StopIteration:
                 epoch += 1
-                assert dm.sampler is not None
-                dm.sampler.set_epoch(epoch)
+                sampler.set_epoch(epoch)
                 it = iter(loader)
                 x, y = next(it)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -22,7 +22,7 @@ from bench.common import Row, interleave, ratio_row, timed
 from expconf.checkpoint.meta import CheckpointMeta
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan
 from expconf.config.model import GPTModelConfig
-from expconf.recipes.gpt import GPT
+from expconf.recipes.gpt_model import GPT
 from expconf.storage import Storage
 
 TOPIC = "S3 and async saving"
