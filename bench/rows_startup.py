@@ -11,11 +11,14 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+import time
 from pathlib import Path
 
 from bench.common import Row, interleave, ratio_row, run_process
 from bench.rows_step import prepare, run_expconf, run_raw, step_overrides
+from bench.steplog import read
 
 
 def cfg_job_row(quick: bool) -> Row:
@@ -72,6 +75,44 @@ def first_step_row(quick: bool) -> Row:
     )
 
 
+def first_step_lightning_row(quick: bool) -> Row:
+    """Launch-to-first-step time of the CLI over a bare ``pl.Trainer`` script of the same job.
+
+    The raw-PyTorch row above also pays for importing Lightning (about 3 s here: torch._dynamo
+    pulls in sympy, torchmetrics pulls in matplotlib when it is installed); this row shows
+    what expconf itself adds on top of Lightning.
+    """
+    from bench.recipe import raw_job
+
+    repeats = 1 if quick else 5
+    overrides = step_overrides(1, quick)
+    job = raw_job(prepare(overrides), 1)
+    with tempfile.TemporaryDirectory(prefix="bench-first-pl-") as tmp:
+        n = iter(range(10_000))
+
+        def a() -> float:
+            rec = run_expconf(overrides, Path(tmp) / f"a{next(n)}")
+            return float(rec["first_step_unix"] - rec["launched"])
+
+        def b() -> float:
+            work = Path(tmp) / f"b{next(n)}"
+            work.mkdir(parents=True)
+            (work / "job.json").write_text(json.dumps(job))
+            launched = time.time()
+            run_process(["-m", "bench.bare_lightning", "job.json", "out.json"], work)
+            return float(read(work / "out.json")["first_step_unix"] - launched)
+
+        xs, ys = interleave(a, b, repeats)
+    return ratio_row(
+        "Startup",
+        "time to the first training step: `python -m expconf.train` / bare `pl.Trainer` script",
+        xs,
+        ys,
+        1.3,
+        note="same job; the bare script has no run dir, loggers, checkpointing or config composition",
+    )
+
+
 def rows(quick: bool) -> list[Row]:
     """The startup rows."""
-    return [cfg_job_row(quick), first_step_row(quick)]
+    return [cfg_job_row(quick), first_step_row(quick), first_step_lightning_row(quick)]

@@ -248,14 +248,7 @@ def _migrate_ckpt(m: Migration, block: dict[str, Any], done: set[str], value: An
         done.add("checkpoint_callback_params")
     if not isinstance(params, dict):
         return
-    for key, v in params.items():
-        if key in CKPT_KEYS:
-            m.set(f"log.ckpt.{key}", value(v))
-        elif key in CKPT_DROPPED:
-            m.notes.append(f"checkpoint_callback_params.{key}: dropped ({CKPT_DROPPED[key]})")
-        else:
-            m.unknown.append(f"checkpoint_callback_params.{key}")
-            m.notes.append(f"checkpoint_callback_params.{key}: unknown key, not migrated")
+    _map_params(m, params, "checkpoint_callback_params", "log.ckpt", CKPT_KEYS, CKPT_DROPPED, value)
 
 
 def _migrate_wandb(m: Migration, block: dict[str, Any], done: set[str], value: Any) -> None:
@@ -268,14 +261,27 @@ def _migrate_wandb(m: Migration, block: dict[str, Any], done: set[str], value: A
     m.set("log.wandb.enabled", True)
     if not isinstance(kwargs, dict):
         return
-    for key, v in kwargs.items():
-        if key in WANDB_KEYS:
-            m.set(f"log.wandb.{key}", value(v))
-        elif key in WANDB_DROPPED:
-            m.notes.append(f"wandb_logger_kwargs.{key}: dropped ({WANDB_DROPPED[key]})")
+    _map_params(m, kwargs, "wandb_logger_kwargs", "log.wandb", WANDB_KEYS, WANDB_DROPPED, value)
+
+
+def _map_params(
+    m: Migration,
+    params: dict[str, Any],
+    section: str,
+    prefix: str,
+    keys: set[str] | dict[str, Any],
+    dropped: dict[str, str],
+    value: Any,
+) -> None:
+    """Copy ``section``'s known keys under ``prefix``; note dropped and unknown ones."""
+    for key, v in params.items():
+        if key in keys:
+            m.set(f"{prefix}.{key}", value(v))
+        elif key in dropped:
+            m.notes.append(f"{section}.{key}: dropped ({dropped[key]})")
         else:
-            m.unknown.append(f"wandb_logger_kwargs.{key}")
-            m.notes.append(f"wandb_logger_kwargs.{key}: unknown key, not migrated")
+            m.unknown.append(f"{section}.{key}")
+            m.notes.append(f"{section}.{key}: unknown key, not migrated")
 
 
 def _migrate_early_stopping(m: Migration, block: dict[str, Any], done: set[str], value: Any) -> None:

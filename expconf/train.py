@@ -220,16 +220,21 @@ def main(argv: list[str] | None = None) -> None:
         raise
 
 
+def _in_chain(e: BaseException, types_: tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of one of ``types_`` in ``e``'s cause/context chain, if any."""
+    chain: BaseException | None = e
+    while chain is not None:
+        if isinstance(chain, types_):
+            return chain
+        chain = chain.__cause__ or chain.__context__
+    return None
+
+
 def _write_failure(e: BaseException) -> BaseException | None:
     """The CheckpointWriteError behind ``e`` (storage down mid-run), if any: reported in one line."""
     from expconf.checkpoint.writer import CheckpointWriteError
 
-    chain: BaseException | None = e
-    while chain is not None:
-        if isinstance(chain, CheckpointWriteError):
-            return chain
-        chain = chain.__cause__ or chain.__context__
-    return None
+    return _in_chain(e, (CheckpointWriteError,))
 
 
 def _is_user_error(e: BaseException) -> bool:
@@ -247,12 +252,7 @@ def _is_user_error(e: BaseException) -> bool:
         TrainingCompletedError,
         yaml.YAMLError,
     )
-    chain: BaseException | None = e
-    while chain is not None:
-        if isinstance(chain, user):
-            return True
-        chain = chain.__cause__ or chain.__context__
-    return False
+    return _in_chain(e, user) is not None
 
 
 class _CallableModule(types.ModuleType):

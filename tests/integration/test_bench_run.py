@@ -33,7 +33,7 @@ def test_bench_run_quick_writes_the_startup_rows(tmp_path: Path) -> None:
         for line in md.splitlines()
         if line.startswith("| ") and ("--cfg job" in line or "first training step" in line)
     ]
-    assert len(rows) == 2, md
+    assert len(rows) == 3, md  # --cfg job, first step vs raw PyTorch, first step vs bare Lightning
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
         ratio, a_median, b_median = float(cells[1]), cells[4], cells[5]

@@ -9,21 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, run_dirs
+from helpers import REPO, TINY, run_dirs
 from helpers import cli_env as make_env
 
 pytestmark = pytest.mark.slow
 
-SMALL = [
-    "data.seq_length=32",
-    "data.micro_batch_size=4",
-    "data.global_batch_size=8",
-    "data.corpus_megabytes=1",
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.limit_val_batches=2",
-]
+# The tiny run settings without the recipe and model size: the user repo brings its own.
+SMALL = [o for o in TINY if not o.startswith(("+recipe=", "model.", "trainer.log_every_n_steps"))]
 
 
 @pytest.fixture
