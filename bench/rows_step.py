@@ -83,6 +83,19 @@ def run_raw(job: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return rec
 
 
+def run_bare_lightning(job: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """One bare ``pl.Trainer`` process (bench/bare_lightning.py) on the raw loop's job."""
+    workdir.mkdir(parents=True)
+    (workdir / "job.json").write_text(json.dumps(job))
+    launched = time.time()
+    run_process(["-m", "bench.bare_lightning", "job.json", "out.json"], workdir)
+    rec = read(workdir / "out.json")
+    rec["launched"] = launched
+    rec["intervals"] = intervals(rec["ends"], rec["train_start"])
+    rec["cpu_intervals"] = intervals(rec["cpu_ends"], rec["cpu_start"])
+    return rec
+
+
 def prepare(overrides: list[str]) -> Any:
     """Compose the config and build the token cache once, so no timed run pays for it."""
     from bench.recipe import compose_root
@@ -93,8 +106,9 @@ def prepare(overrides: list[str]) -> Any:
     return root
 
 
-def gpt_step_row(quick: bool, plot_path: Path | None) -> Row:
-    """expconf's steady-state GPT step time over the raw loop's, losses checked bitwise."""
+def gpt_step_rows(quick: bool, plot_path: Path | None) -> list[Row]:
+    """expconf's steady-state GPT step time over the raw loop's and over a bare Lightning
+    script's (A B C interleaved), losses checked bitwise on all three."""
     from bench.recipe import raw_job
 
     steps, repeats = (8, 2) if quick else (24, 5)
@@ -103,7 +117,7 @@ def gpt_step_row(quick: bool, plot_path: Path | None) -> Row:
     a_steps: list[float] = []
     b_steps: list[float] = []
     losses: list[list[float]] = []
-    cpu: dict[str, list[float]] = {"a": [], "b": []}
+    cpu: dict[str, list[float]] = {"a": [], "b": [], "c": []}
     with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
         n = iter(range(10_000))
 
@@ -123,24 +137,49 @@ def gpt_step_row(quick: bool, plot_path: Path | None) -> Row:
             b_steps.extend(s)
             return statistics.median(s)
 
-        xs, ys = interleave(a, b, repeats)
+        def c() -> float:
+            rec = run_bare_lightning(job, Path(tmp) / f"c{next(n)}")
+            losses.append(rec["losses"])
+            cpu["c"].append(statistics.median(steady(rec["cpu_intervals"], WARMUP)))
+            return statistics.median(steady(rec["intervals"], WARMUP))
+
+        xs: list[float] = []
+        ys: list[float] = []
+        zs: list[float] = []
+        for _ in range(repeats):
+            xs.append(a())
+            ys.append(b())
+            zs.append(c())
     reference = losses[1]
     if len(reference) != steps or any(run != reference for run in losses):
-        raise AssertionError(f"per-step losses differ between expconf and the raw loop: {losses}")
+        raise AssertionError(f"per-step losses differ between expconf, the raw loop and bare Lightning: {losses}")
     if plot_path is not None:
         from bench.plot import plot_step_times
 
         plot_step_times(a_steps, b_steps, plot_path)
-    return ratio_row(
-        "Step time",
-        "GPT recipe step: `python -m expconf.train` / raw PyTorch loop",
-        xs,
-        ys,
-        1.03,
-        note=f"wall time between step ends; {steps} steps per run, first {WARMUP} left out; progress bar off; "
-        f"CPU-time ratio {statistics.median(cpu['a']) / statistics.median(cpu['b']):.3f}; "
-        f"per-step losses bitwise equal in all {len(losses)} runs ({steps} steps each)",
-    )
+    cpu_ratio = statistics.median(cpu["a"]) / statistics.median(cpu["b"])
+    return [
+        ratio_row(
+            "Step time",
+            "GPT recipe step: `python -m expconf.train` / raw PyTorch loop",
+            xs,
+            ys,
+            1.03,
+            note=f"wall time between step ends; {steps} steps per run, first {WARMUP} left out; progress bar off; "
+            f"CPU-time ratio {cpu_ratio:.3f}; "
+            f"per-step losses bitwise equal in all {len(losses)} runs ({steps} steps each)",
+        ),
+        ratio_row(
+            "Step time",
+            "GPT recipe step: `python -m expconf.train` / bare `pl.Trainer` script",
+            xs,
+            zs,
+            1.03,
+            note="same runs as the row above (A B C interleaved); the bare script is bench/bare_lightning.py: "
+            "what expconf adds on top of Lightning's own loop; "
+            f"CPU-time ratio {statistics.median(cpu['a']) / statistics.median(cpu['c']):.3f}",
+        ),
+    ]
 
 
 def overhead_row(quick: bool) -> Row:
@@ -179,4 +218,4 @@ def overhead_row(quick: bool) -> Row:
 def rows(quick: bool) -> list[Row]:
     """The step-time rows (and docs/step_times.png when not quick)."""
     plot = None if quick else REPO / "docs" / "step_times.png"
-    return [gpt_step_row(quick, plot), overhead_row(quick)]
+    return [*gpt_step_rows(quick, plot), overhead_row(quick)]
