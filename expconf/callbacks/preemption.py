@@ -10,7 +10,6 @@ from types import FrameType
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback
 
 log = logging.getLogger(__name__)
@@ -143,9 +142,3 @@ def requeue_slurm_job() -> bool:
         return False
     result = subprocess.run(["scontrol", "requeue", job_id], check=False)
     return result.returncode == 0
-
-
-def cuda_sync() -> None:
-    """Wait for queued CUDA work (nothing on the CPU)."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
