@@ -21,7 +21,7 @@ from expconf.config.resume import ResumeConfig
 from expconf.config.root import RootConfig
 from expconf.config.trainer import TrainerConfig
 from expconf.data import TokenDataModule
-from expconf.logger import NeMoLogger
+from expconf.logger import NeMoLogger, RunDirTensorBoardLogger
 from expconf.resume import AutoResume
 
 
@@ -43,8 +43,6 @@ def build_checkpoint(cfg: CheckpointConfig) -> ModelCheckpoint:
 
 def build_logger(cfg: LogConfig) -> NeMoLogger:
     """``log`` -> NeMoLogger with its TensorBoard / W&B loggers and checkpoint callback."""
-    from pytorch_lightning.loggers import TensorBoardLogger
-
     wandb = None
     if cfg.wandb.active:
         from pytorch_lightning.loggers import WandbLogger
@@ -61,7 +59,9 @@ def build_logger(cfg: LogConfig) -> NeMoLogger:
         )
     tensorboard: Any = None
     if cfg.tensorboard.enabled:
-        tensorboard = TensorBoardLogger(save_dir=".", name=cfg.tensorboard.name, version="", default_hp_metric=False)
+        tensorboard = RunDirTensorBoardLogger(
+            save_dir=".", name=cfg.tensorboard.name, version="", default_hp_metric=False
+        )
     else:
         tensorboard = False
     return NeMoLogger(**cfg.logger_kwargs(), wandb=wandb, tensorboard=tensorboard, ckpt=build_checkpoint(cfg.ckpt))
