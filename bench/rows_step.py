@@ -114,42 +114,26 @@ def gpt_step_rows(quick: bool, plot_path: Path | None) -> list[Row]:
     steps, repeats = (8, 2) if quick else (24, 5)
     overrides = step_overrides(steps, quick)
     job = raw_job(prepare(overrides), steps)
-    a_steps: list[float] = []
-    b_steps: list[float] = []
     losses: list[list[float]] = []
     cpu: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    all_steps: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    medians: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    runners: dict[str, Callable[[Path], dict[str, Any]]] = {
+        "a": lambda work: run_expconf(overrides, work),
+        "b": lambda work: run_raw(job, work),
+        "c": lambda work: run_bare_lightning(job, work),
+    }
     with tempfile.TemporaryDirectory(prefix="bench-step-") as tmp:
-        n = iter(range(10_000))
-
-        def a() -> float:
-            rec = run_expconf(overrides, Path(tmp) / f"a{next(n)}")
-            losses.append(rec["losses"])
-            cpu["a"].append(statistics.median(steady(rec["cpu_intervals"], WARMUP)))
-            s = steady(rec["intervals"], WARMUP)
-            a_steps.extend(s)
-            return statistics.median(s)
-
-        def b() -> float:
-            rec = run_raw(job, Path(tmp) / f"b{next(n)}")
-            losses.append(rec["losses"])
-            cpu["b"].append(statistics.median(steady(rec["cpu_intervals"], WARMUP)))
-            s = steady(rec["intervals"], WARMUP)
-            b_steps.extend(s)
-            return statistics.median(s)
-
-        def c() -> float:
-            rec = run_bare_lightning(job, Path(tmp) / f"c{next(n)}")
-            losses.append(rec["losses"])
-            cpu["c"].append(statistics.median(steady(rec["cpu_intervals"], WARMUP)))
-            return statistics.median(steady(rec["intervals"], WARMUP))
-
-        xs: list[float] = []
-        ys: list[float] = []
-        zs: list[float] = []
-        for _ in range(repeats):
-            xs.append(a())
-            ys.append(b())
-            zs.append(c())
+        for i in range(repeats):
+            for key, runner in runners.items():  # A B C interleaved
+                rec = runner(Path(tmp) / f"{key}{i}")
+                losses.append(rec["losses"])
+                cpu[key].append(statistics.median(steady(rec["cpu_intervals"], WARMUP)))
+                s = steady(rec["intervals"], WARMUP)
+                all_steps[key].extend(s)
+                medians[key].append(statistics.median(s))
+    xs, ys, zs = medians["a"], medians["b"], medians["c"]
+    a_steps, b_steps = all_steps["a"], all_steps["b"]
     reference = losses[1]
     if len(reference) != steps or any(run != reference for run in losses):
         raise AssertionError(f"per-step losses differ between expconf, the raw loop and bare Lightning: {losses}")
