@@ -11,14 +11,11 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
-import time
 from pathlib import Path
 
 from bench.common import Row, interleave, ratio_row, run_process
-from bench.rows_step import prepare, run_expconf, run_raw, step_overrides
-from bench.steplog import read
+from bench.rows_step import prepare, run_bare_lightning, run_expconf, run_raw, step_overrides
 
 
 def cfg_job_row(quick: bool) -> Row:
@@ -95,12 +92,8 @@ def first_step_lightning_row(quick: bool) -> Row:
             return float(rec["first_step_unix"] - rec["launched"])
 
         def b() -> float:
-            work = Path(tmp) / f"b{next(n)}"
-            work.mkdir(parents=True)
-            (work / "job.json").write_text(json.dumps(job))
-            launched = time.time()
-            run_process(["-m", "bench.bare_lightning", "job.json", "out.json"], work)
-            return float(read(work / "out.json")["first_step_unix"] - launched)
+            rec = run_bare_lightning(job, Path(tmp) / f"b{next(n)}")
+            return float(rec["first_step_unix"] - rec["launched"])
 
         xs, ys = interleave(a, b, repeats)
     return ratio_row(

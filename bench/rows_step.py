@@ -57,6 +57,13 @@ def steplog_override(path: Path) -> str:
     return f"+callbacks.extra=[{{_target_: bench.steplog.StepLog, path: '{path}'}}]"
 
 
+def _steplog_intervals(rec: dict[str, Any]) -> dict[str, Any]:
+    """Add wall and CPU step intervals to a StepLog record."""
+    rec["intervals"] = intervals(rec["ends"], rec["train_start"])
+    rec["cpu_intervals"] = intervals(rec["cpu_ends"], rec["cpu_start"])
+    return rec
+
+
 def run_expconf(overrides: list[str], workdir: Path) -> dict[str, Any]:
     """One CLI run in a fresh folder; StepLog's record plus the launch time (unix seconds)."""
     workdir.mkdir(parents=True)
@@ -65,19 +72,23 @@ def run_expconf(overrides: list[str], workdir: Path) -> dict[str, Any]:
     run_process(["-m", "expconf.train", *overrides, steplog_override(out)], workdir)
     rec = read(out)
     rec["launched"] = launched
-    rec["intervals"] = intervals(rec["ends"], rec["train_start"])
-    rec["cpu_intervals"] = intervals(rec["cpu_ends"], rec["cpu_start"])
+    return _steplog_intervals(rec)
+
+
+def _run_job(module: str, job: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """``python -m MODULE job.json out.json`` in a fresh folder; its record plus the launch time."""
+    workdir.mkdir(parents=True)
+    (workdir / "job.json").write_text(json.dumps(job))
+    launched = time.time()
+    run_process(["-m", module, "job.json", "out.json"], workdir)
+    rec = read(workdir / "out.json")
+    rec["launched"] = launched
     return rec
 
 
 def run_raw(job: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """One raw-loop process in a fresh folder; its record plus the launch time (unix seconds)."""
-    workdir.mkdir(parents=True)
-    (workdir / "job.json").write_text(json.dumps(job))
-    launched = time.time()
-    run_process(["-m", "bench.raw_loop", "job.json", "out.json"], workdir)
-    rec = read(workdir / "out.json")
-    rec["launched"] = launched
+    """One raw-loop process (bench/raw_loop.py) on ``job``."""
+    rec = _run_job("bench.raw_loop", job, workdir)
     rec["intervals"] = rec["step_times"]
     rec["cpu_intervals"] = rec["cpu_times"]
     return rec
@@ -85,15 +96,7 @@ def run_raw(job: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 def run_bare_lightning(job: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """One bare ``pl.Trainer`` process (bench/bare_lightning.py) on the raw loop's job."""
-    workdir.mkdir(parents=True)
-    (workdir / "job.json").write_text(json.dumps(job))
-    launched = time.time()
-    run_process(["-m", "bench.bare_lightning", "job.json", "out.json"], workdir)
-    rec = read(workdir / "out.json")
-    rec["launched"] = launched
-    rec["intervals"] = intervals(rec["ends"], rec["train_start"])
-    rec["cpu_intervals"] = intervals(rec["cpu_ends"], rec["cpu_start"])
-    return rec
+    return _steplog_intervals(_run_job("bench.bare_lightning", job, workdir))
 
 
 def prepare(overrides: list[str]) -> Any:
