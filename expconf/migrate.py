@@ -282,8 +282,8 @@ def _migrate_early_stopping(m: Migration, block: dict[str, Any], done: set[str],
             m.notes.append(
                 f"{params_key}.{key}: {show(str(v))} cannot be resolved from the input; EarlyStopping keeps its default"
             )
-        elif not is_plain(v):
-            m.notes.append(f"{params_key}.{key}: {show(v)} is not a plain value; EarlyStopping keeps its default")
+        elif isinstance(v, list) or not is_plain(v):
+            m.notes.append(f"{params_key}.{key}: {show(v)} is not a scalar; EarlyStopping keeps its default")
         else:
             node[key] = v
     m.set("callbacks.extra", [node], structured=True)
