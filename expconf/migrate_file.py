@@ -368,41 +368,62 @@ def _dropout(m: Migration, model: dict[str, Any], value: Resolve, done: set[str]
 
 
 def migrate_batches(m: Migration, trainer: dict[str, Any], model: dict[str, Any], gpt: bool, value: Resolve) -> None:
-    """``accumulate_grad_batches`` -> the batch sizes that give the same accumulation."""
-    accumulate = value(trainer.get("accumulate_grad_batches", 1), ("trainer",))
-    if "accumulate_grad_batches" not in trainer:
-        return
+    """``accumulate_grad_batches`` and the devices -> the batch sizes that give the same accumulation."""
     src = "trainer.accumulate_grad_batches"
+    given = "accumulate_grad_batches" in trainer
+    accumulate = value(trainer.get("accumulate_grad_batches", 1), ("trainer",))
     if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
         m.note(src, f"{show(accumulate)} not migrated: set data.global_batch_size yourself")
         return
-    m.python_only["accumulate_grad_batches"] = accumulate
-    if gpt:
-        m.note(
-            src,
-            "derived by expconf from data.global_batch_size / (data.micro_batch_size x devices x nodes), "
-            "as NeMo's Megatron models did",
-        )
-        mbs, gbs = m.get("data.micro_batch_size"), m.get("data.global_batch_size")
-        count, nodes = _device_count(m.get("trainer.devices", "auto")), m.get("trainer.num_nodes", 1)
-        if all(isinstance(x, int) for x in (mbs, gbs, count, nodes)) and gbs % (mbs * count * nodes) == 0:
-            m.python_only["accumulate_grad_batches"] = gbs // (mbs * count * nodes)
-        return
-    ds = model.get("train_ds")
-    batch = value(ds.get("batch_size"), ("model", "train_ds")) if isinstance(ds, dict) else None
-    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-        m.note(src, f"{accumulate}: expconf derives it; set data.global_batch_size = micro x devices x nodes x it")
-        return
+    if given:
+        m.python_only["accumulate_grad_batches"] = accumulate
     devices, nodes = m.get("trainer.devices", "auto"), m.get("trainer.num_nodes", 1)
     count = _device_count(devices)
+    nodes = nodes if isinstance(nodes, int) else 1
+    if gpt:
+        if given:
+            m.note(
+                src,
+                "derived by expconf from data.global_batch_size / (data.micro_batch_size x devices x nodes), "
+                "as NeMo's Megatron models did",
+            )
+        mbs, gbs = m.get("data.micro_batch_size"), m.get("data.global_batch_size")
+        if given and all(isinstance(x, int) for x in (mbs, gbs, count)) and gbs % (mbs * count * nodes) == 0:
+            m.python_only["accumulate_grad_batches"] = gbs // (mbs * count * nodes)
+        return
+    batch = _train_batch_size(model, value)
     per_node = count or 1
-    gbs = batch * per_node * (nodes if isinstance(nodes, int) else 1) * accumulate
+    if batch is None:
+        if given or per_node * nodes > 1:
+            m.note(
+                "data.global_batch_size",
+                "no per-device batch size in the file: set data.global_batch_size = "
+                f"data.micro_batch_size x {per_node} devices x {nodes} nodes x {accumulate}",
+            )
+        return
+    gbs = batch * per_node * nodes * accumulate
     m.set("data.micro_batch_size", batch)
     m.set("data.global_batch_size", gbs)
-    how = f"{batch} x {per_node} devices x {nodes} nodes x {accumulate}"
+    how = f"{batch} x {per_node} devices x {nodes} nodes x {accumulate} accumulated"
     if count is None:
         how += f"; devices={show(devices)} was counted as 1: multiply by the devices per node you run on"
-    m.note(src, f"model.train_ds.batch_size -> data.micro_batch_size; data.global_batch_size = {how} = {gbs}")
+    m.note(
+        src if given else "model.train_ds",
+        f"batch_size -> data.micro_batch_size; data.global_batch_size = {how} = {gbs}",
+    )
+
+
+def _train_batch_size(model: dict[str, Any], value: Resolve) -> int | None:
+    """``model.train_ds.batch_size`` (or ``.dataloader_params.batch_size``, the TTS layout)."""
+    ds = model.get("train_ds")
+    if not isinstance(ds, dict):
+        return None
+    where: tuple[str, ...] = ("model", "train_ds")
+    node = ds
+    if "batch_size" not in ds and isinstance(ds.get("dataloader_params"), dict):
+        node, where = ds["dataloader_params"], (*where, "dataloader_params")
+    batch = value(node.get("batch_size"), where)
+    return batch if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1 else None
 
 
 def _device_count(devices: Any) -> int | None:
