@@ -1,11 +1,12 @@
-"""``python -m expconf.migrate OLD.yaml``: a NeMo 1.0 ``exp_manager:`` block -> expconf config.
+"""``python -m expconf.migrate OLD.yaml``: a NeMo 1.0 training config -> expconf config.
 
-Prints expconf YAML (``-o FILE`` writes it; the file starts with ``# @package _global_`` so it
-drops into a ``conf/experiment/`` folder) or, with ``--python``, the equivalent NeMoLogger /
-AutoResume / ModelCheckpoint code. Every key is mapped, dropped with a note, or reported as
-unknown; values that cannot be resolved outside the old file (``${model.x}`` interpolations,
-YAML aliases whose anchor lies outside the block) stay visible as comments and are never fatal.
-Notes go to stderr, so the YAML on stdout stays clean.
+Reads a whole file (``trainer``, ``exp_manager``, ``model.optim``, the GPT shape and batch
+sizes; see :mod:`expconf.migrate_file`) or only its ``exp_manager:`` block. Prints expconf YAML
+(``-o FILE`` writes it; the file starts with ``# @package _global_`` so it drops into a
+``conf/experiment/`` folder) or, with ``--python``, NeMo 2.0-style code. Every key is mapped,
+dropped with a note, or reported as unknown; values that cannot be resolved (``${x:...}``
+resolver calls, references to keys the input lacks, aliases to anchors outside it) stay visible
+as comments and are never fatal. Notes go to stderr, so the YAML on stdout stays clean.
 """
 
 from __future__ import annotations

@@ -81,7 +81,6 @@ OPTIM_DROPPED = {
 }
 SCHED_DROPPED = {
     "last_epoch": "expconf resumes the schedule from the checkpoint",
-    "d_model": "Noam schedule parameter: expconf decays with a cosine",
     "hold_ratio": "hold phase: expconf has warmup then cosine decay",
     "hold_steps": "hold phase: expconf has warmup then cosine decay",
     "power": "polynomial decay: expconf decays with a cosine",
@@ -297,16 +296,38 @@ def _sched(m: Migration, sched: dict[str, Any], max_steps: Any, value: Resolve) 
                 m.note(src, f"{v}: the decay ends {v} steps before step {steps} -> optim.decay_steps={steps - v}")
             elif v:
                 m.note(src, f"{show(v)}: set optim.decay_steps to max_steps - {show(v)} yourself")
+        elif key == "d_model" and name == "NoamAnnealing":
+            continue  # sets the peak learning rate (_noam_peak)
         elif key in SCHED_DROPPED:
             m.note(src, f"dropped ({SCHED_DROPPED[key]})")
         else:
             m.unknown.append(show(src))
             m.note(src, "unknown schedule key, not migrated")
+    if name == "NoamAnnealing":
+        _noam_peak(m, _number(value(sched.get("d_model"), where)))
     if isinstance(sched_max, int) and sched_max > 0 and m.get("optim.decay_steps") is None:
         m.set("optim.decay_steps", sched_max)
     if not min_lr_set and m.get("optim.lr") is not None:
         m.set("optim.min_lr", 0.0)
         m.note("model.optim.sched.min_lr", "absent: NeMo's default 0.0 -> optim.min_lr=0.0")
+
+
+def _noam_peak(m: Migration, d_model: Any) -> None:
+    """NoamAnnealing's ``lr`` is a scale: its peak is lr / sqrt(d_model x warmup_steps)."""
+    lr, warmup = m.get("optim.lr"), m.get("optim.warmup_steps")
+    if lr is None:
+        return
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in (lr, d_model, warmup)):
+        peak = lr / (d_model * warmup) ** 0.5
+        m.set("optim.lr", peak)
+        m.note(
+            "model.optim.lr", f"{lr} is NoamAnnealing's scale: peak lr = {lr} / sqrt({d_model} x {warmup}) = {peak:.6g}"
+        )
+    else:
+        m.drop("optim.lr")
+        m.note(
+            "model.optim.lr", f"{lr} is NoamAnnealing's scale, not a learning rate: set optim.lr to the peak yourself"
+        )
 
 
 def _number(v: Any) -> Any:
@@ -394,6 +415,8 @@ def migrate_batches(m: Migration, trainer: dict[str, Any], model: dict[str, Any]
     batch = _train_batch_size(model, value)
     per_node = count or 1
     if batch is None:
+        if given:
+            m.note(src, f"{accumulate}: expconf derives it from the batch sizes (see data.global_batch_size)")
         if given or per_node * nodes > 1:
             m.note(
                 "data.global_batch_size",
@@ -404,13 +427,10 @@ def migrate_batches(m: Migration, trainer: dict[str, Any], model: dict[str, Any]
     gbs = batch * per_node * nodes * accumulate
     m.set("data.micro_batch_size", batch)
     m.set("data.global_batch_size", gbs)
-    how = f"{batch} x {per_node} devices x {nodes} nodes x {accumulate} accumulated"
+    how = f"{batch} x {per_node} devices x {nodes} nodes x {accumulate} accumulated = {gbs}"
     if count is None:
-        how += f"; devices={show(devices)} was counted as 1: multiply by the devices per node you run on"
-    m.note(
-        src if given else "model.train_ds",
-        f"batch_size -> data.micro_batch_size; data.global_batch_size = {how} = {gbs}",
-    )
+        how += f" (devices={show(devices)} was counted as 1: multiply by the devices per node you run on)"
+    m.note(src if given else "model.train_ds", f"batch_size -> data.micro_batch_size; data.global_batch_size = {how}")
 
 
 def _train_batch_size(model: dict[str, Any], value: Resolve) -> int | None:
@@ -477,6 +497,7 @@ def rows() -> list[tuple[str, str, str]]:
         ("model.optim.sched.constant_steps", "optim.decay_steps", "max_steps - constant_steps"),
         ("model.optim.sched.max_steps", "optim.decay_steps", ""),
         ("model.optim.sched.name", "", "expconf: linear warmup then cosine decay; other shapes are noted"),
+        ("model.optim.sched.d_model", "optim.lr", "NoamAnnealing: peak lr = lr / sqrt(d_model x warmup_steps)"),
     ]
     out += [(f"model.optim.{k}", "", why) for k, why in OPTIM_DROPPED.items()]
     out += [(f"model.optim.sched.{k}", "", why) for k, why in SCHED_DROPPED.items()]

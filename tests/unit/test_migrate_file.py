@@ -194,6 +194,26 @@ def test_no_schedule_keeps_the_learning_rate_constant() -> None:
     assert m.get("optim") == {"lr": 2e-4, "betas": [0.8, 0.99], "min_lr": 2e-4, "warmup_steps": 0}
 
 
+def test_noam_scale_becomes_the_peak_learning_rate() -> None:
+    doc = {
+        "model": {
+            "encoder": {"d_model": 256},
+            "optim": {
+                "name": "adamw",
+                "lr": 5.0,
+                "sched": {"name": "NoamAnnealing", "d_model": "${model.encoder.d_model}", "warmup_steps": 400},
+            },
+        }
+    }
+    m = migrate_config(doc)
+    assert m.get("optim.lr") == pytest.approx(5.0 / (256 * 400) ** 0.5)
+    assert _noted(m, "model.optim.lr") and _noted(m, "model.optim.sched.name")
+    no_warmup = migrate_config(
+        {"model": {"optim": {"name": "adamw", "lr": 5.0, "sched": {"name": "NoamAnnealing", "d_model": 256}}}}
+    )
+    assert no_warmup.get("optim.lr") is None and _noted(no_warmup, "model.optim.lr")
+
+
 def test_unresolvable_interpolations_stay_visible(tmp_path: Path) -> None:
     doc = {"trainer": {"max_steps": "${model.max_steps}", "devices": "???"}, "model": {}}
     m = migrate_config(doc)
