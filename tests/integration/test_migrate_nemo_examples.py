@@ -121,7 +121,7 @@ def test_nemo_example_migrates_and_composes(
     if name in ADAM_FAMILY and lr is not None and _literal(lr) and not _noted(m, "model.optim.lr"):
         assert math.isclose(root.optim.lr, float(lr)), (lr, root.optim.lr)
     elif optim:
-        assert _noted(m, "model.optim.name") or not _literal(lr)
+        assert _noted(m, "model.optim.name") or _noted(m, "model.optim.lr") or not _literal(lr)
     # the --python output runs: it builds NeMoLogger, AutoResume, ModelCheckpoint and the callbacks
     scope: dict[str, Any] = {}
     exec(compile(to_python(m), path, "exec"), scope)
