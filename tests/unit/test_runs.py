@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 import helpers
@@ -115,3 +116,30 @@ def test_cli_entry_point(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_show_on_a_live_run_tolerates_a_checkpoint_deleted_while_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live run replaces its '-last' between the folder listing and the marker read (the race of
+    the S3 preemption test): the deleted checkpoint is left out, the rest is reported as usual."""
+    from expconf.storage import Storage
+
+    ck = make_run(tmp_path / "live")
+    checkpoint(ck, "m--step=10-last.ckpt", 10, "last", 2.5)
+    checkpoint(ck, "m--step=20-last.ckpt", 20, "last", 2.0)
+    listdir = Storage.listdir
+
+    def listdir_then_delete(self: Storage) -> list[str]:
+        names = listdir(self)
+        # What the run's writer does to an old '-last' right after this listing: marker first, then bytes.
+        (ck / marker_name("m--step=10-last.ckpt")).unlink(missing_ok=True)
+        (ck / "m--step=10-last.ckpt").unlink(missing_ok=True)
+        return names
+
+    monkeypatch.setattr(Storage, "listdir", listdir_then_delete)
+    out = io.StringIO()
+    assert runs.show(tmp_path / "live", out) == 0
+    text = out.getvalue()
+    assert "m--step=10-last.ckpt" not in text
+    assert f"resume would pick: {ck}/m--step=20-last.ckpt" in text
