@@ -20,8 +20,8 @@ run: $(STAMP)
 	$(BIN)/python -m expconf.train +recipe=gpt $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check expconf recipes conf tests bench examples
-	$(BIN)/ruff format --check expconf recipes conf tests bench examples
+	$(BIN)/ruff check expconf recipes conf tests bench examples docs/gen_reference.py
+	$(BIN)/ruff format --check expconf recipes conf tests bench examples docs/gen_reference.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

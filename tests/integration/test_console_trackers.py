@@ -68,15 +68,20 @@ def wandb_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def hparams_sessions(tb_dir: Path) -> int:
-    """How many hparams sessions (TensorBoard's HPARAMS tab) the event files under ``tb_dir`` hold."""
+def hparams_sessions(tb_dir: Path) -> list[dict[str, Any]]:
+    """The hparams of each session (a run in TensorBoard's HPARAMS tab) in the event files under
+    ``tb_dir``, decoded by TensorBoard's own hparams plugin."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import metadata
 
-    count = 0
+    found = []
     for events in tb_dir.rglob("events.out.tfevents.*"):
         for event in EventFileLoader(str(events)).Load():
-            count += sum(v.tag == "_hparams_/session_start_info" for v in event.summary.value)
-    return count
+            for v in event.summary.value:
+                if v.tag == metadata.SESSION_START_INFO_TAG:
+                    start = metadata.parse_session_start_info_plugin_data(v.metadata.plugin_data.content)
+                    found.append({k: getattr(h, h.WhichOneof("kind")) for k, h in start.hparams.items()})
+    return found
 
 
 def steps_printed(out: str) -> list[tuple[int, int]]:
@@ -102,7 +107,8 @@ def test_default_run_prints_steps_and_fills_the_trackers_once(tmp_path: Path) ->
     tb = run_dir / "tb_logs"
     hparams_yaml = (tb / "hparams.yaml").read_text()
     assert "n_layer: 1" in hparams_yaml and "max_steps: 4" in hparams_yaml
-    assert hparams_sessions(tb) == 1
+    [session] = hparams_sessions(tb)
+    assert session["model.n_layer"] == 1 and session["log.ckpt.storage_options.secret"] == "***REDACTED***"
     [wandb_file] = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     config = wandb_config(wandb_file)
     assert config["model"]["n_layer"] == 1 and config["trainer"]["max_steps"] == 4
@@ -114,7 +120,7 @@ def test_default_run_prints_steps_and_fills_the_trackers_once(tmp_path: Path) ->
     assert steps_printed(out) == [(6, 8), (8, 8)]  # optimizer steps of max_steps, counted from the checkpoint
     for noise in NOISE:
         assert noise not in out, noise
-    assert hparams_sessions(tb) == 1  # the resumed run adds no second session to the same dir
+    assert len(hparams_sessions(tb)) == 1  # the resumed run adds no second session to the same dir
     assert (tb / "hparams.yaml").read_text() == hparams_yaml
     configs = [wandb_config(p) for p in run_dir.glob("wandb/offline-run-*/run-*.wandb")]
     assert len(configs) == 2 and {c["trainer"]["max_steps"] for c in configs} == {4, 8}

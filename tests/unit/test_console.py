@@ -142,3 +142,30 @@ def test_tips_and_the_leafspec_warning_are_dropped_other_messages_stay(caplog: p
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
         warnings.warn("your val_check_interval is larger than the epoch", UserWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["your val_check_interval is larger than the epoch"]
+
+
+def test_mfu_on_a_known_gpu_from_the_models_flops_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU needed: the device and its name are stand-ins; the arithmetic is the real one."""
+    from types import SimpleNamespace
+
+    from expconf.callbacks import run_stats
+
+    class Inner(torch.nn.Module):
+        def flops_per_token(self) -> int:
+            return 6_000_000
+
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1), Inner())
+    assert run_stats.flops_per_token(model) == 6_000_000
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    trainer: Any = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)), world_size=2)
+    assert run_stats._mfu(trainer, model, 1e8) == pytest.approx(6e6 * 1e8 / (989e12 * 2))
+    trainer.strategy.root_device = torch.device("cpu")
+    assert run_stats._mfu(trainer, model, 1e8) is None
+    assert (
+        run_stats._mfu(
+            SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)), world_size=1),
+            torch.nn.Linear(1, 1),
+            1e8,
+        )
+        is None
+    )
