@@ -20,17 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-#: Dense bf16 tensor-core peak (no sparsity) per card, in FLOP/s, by a substring of the card's name.
-#: Checked in order, so the PCIe / NVL variants match before the SXM default.
-BF16_PEAK = {
-    "H200": 989e12,
-    "H100 PCIe": 756e12,
-    "H100 NVL": 835e12,
-    "H100": 989e12,  # SXM
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-}
+from expconf.flops import mfu as model_flops_utilization
+from expconf.flops import peak_flops
 
 
 @dataclass
@@ -44,16 +35,6 @@ class Figures:
     tokens_per_s: float
     mfu: float | None
     losses: list[float]
-
-
-def peak_flops(device_name: str, override_tflops: float | None) -> float | None:
-    """The card's dense bf16 peak in FLOP/s (None when unknown and not given)."""
-    if override_tflops:
-        return override_tflops * 1e12
-    for key, flops in BF16_PEAK.items():
-        if key in device_name:
-            return flops
-    return None
 
 
 def compose(recipe: str, overrides: list[str]) -> Any:
@@ -131,7 +112,7 @@ def summarize(
     med = statistics.median(steady)
     tokens = root.data.global_batch_size * root.data.seq_length
     tps = tokens / med
-    mfu = flops_per_token * tps / peak if peak else None
+    mfu = model_flops_utilization(flops_per_token, tps, peak) if peak else None
     return Figures(path, device, len(steady), med, tps, mfu, losses)
 
 

@@ -52,7 +52,7 @@ class RootConfig:
         check_local_path(
             "data.path", self.data.path, "an existing text file, folder of text files or pre-tokenized .bin file"
         )
-        if self.data.tokenizer != "byte":
+        if self.data.tokenizer not in ("byte", "bpe"):
             check_local_path("data.tokenizer", self.data.tokenizer, "'byte' or an existing tokenizer.json", kind="file")
         check_local_path("resume.path", self.resume.path, "an existing checkpoint file or folder")
         check_local_path("resume.import_path", self.resume.import_path, "an existing checkpoint or model archive")
