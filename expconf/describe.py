@@ -188,7 +188,7 @@ def table_rows() -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ``python -m expconf.describe +recipe=NAME [key=value ...]`` or ``--table``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from expconf.train import _is_user_error
+    from expconf.train import _fail_or_raise
 
     try:
         if args == ["--table"]:
@@ -197,9 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         root = compose(args)
         print(report(root, describe(root)))
     except Exception as e:
-        if _is_user_error(e):
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+        _fail_or_raise(e, args)  # a user mistake: one error line, exit 2
         raise
 
 

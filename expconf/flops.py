@@ -6,6 +6,8 @@ The FLOPs per token come from ``GPT.flops_per_token()`` (6N + 12 L H Q T); the s
 
 from __future__ import annotations
 
+from typing import Any
+
 #: Dense bf16 tensor-core peak (no sparsity) per card, in FLOP/s, by a substring of the card's name.
 #: Checked in order, so the PCIe / NVL variants match before the SXM default.
 BF16_PEAK = {
@@ -27,6 +29,15 @@ def peak_flops(device_name: str, override_tflops: float | None = None) -> float 
         if key in device_name:
             return flops
     return None
+
+
+def device_peak_flops(device: Any) -> float | None:
+    """The bf16 peak of a CUDA ``torch.device`` (None for other devices and unknown cards)."""
+    if getattr(device, "type", None) != "cuda":
+        return None
+    import torch
+
+    return peak_flops(torch.cuda.get_device_name(device))
 
 
 def mfu(flops_per_token: int, tokens_per_s: float, peak: float) -> float:

@@ -54,6 +54,10 @@ class GPTModule(pl.LightningModule):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)  # type: ignore[no-any-return]
 
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token (the MFU formula of ``GPT.flops_per_token``)."""
+        return self.gpt.flops_per_token()
+
     def consumed_samples(self) -> int:
         """Samples consumed after the step in progress completes."""
         return (self.trainer.global_step + 1) * self.global_batch_size
