@@ -8,9 +8,9 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import TINY, run_cli, run_dirs, scalars
 
 from expconf.describe import compose, describe
+from helpers import TINY, run_cli, run_dirs, scalars
 
 pytestmark = pytest.mark.slow
 
