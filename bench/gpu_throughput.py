@@ -1,6 +1,6 @@
 """Training throughput of a GPT recipe through expconf next to the raw PyTorch loop, in one process.
 
-``python -m bench.gpu_throughput --recipe gpt_124m --steps 30 --out figures.json`` trains the same
+``python -m bench.gpu_throughput --recipe gpt2_124m --steps 30 --out figures.json`` trains the same
 model, data and optimizer twice, interleaved expconf / raw / expconf / raw, and reports, from the
 steady-state steps (the first ``--warmup`` steps, compilation included, are left out):
 tokens per second and MFU, the model FLOPs (``GPT.flops_per_token()``, the nanoGPT formula)
@@ -119,7 +119,7 @@ def summarize(
 def main(argv: list[str] | None = None) -> None:
     """Measure and write the figures (JSON) to ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default="gpt_124m")
+    ap.add_argument("--recipe", default="gpt2_124m")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--steps", type=int, default=30, help="optimizer steps per measurement")
     ap.add_argument("--warmup", type=int, default=10, help="first steps left out (compilation, allocator)")
