@@ -97,7 +97,7 @@ def group_options() -> dict[str, list[str]]:
 
     register_all()
     groups: dict[str, set[str]] = {}
-    for group in ("trainer", "model"):
+    for group in ("trainer",):  # model presets are YAML files in conf/model/
         groups.setdefault(group, set()).update(n.removesuffix(".yaml") for n in ConfigStore.instance().list(group))
     conf = resources.files("expconf.conf")
     for folder in conf.iterdir():

@@ -8,7 +8,6 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from expconf.config.model import GPTModelConfig
 from expconf.config.root import RootConfig
 from expconf.config.trainer import TrainerConfig
 
@@ -75,13 +74,6 @@ def register_all() -> None:
         group="trainer",
         name="ddp_cpu",
         package="trainer",
-    )
-    store(GPTModelConfig(), group="model", name="gpt_tiny", package="model")
-    store(
-        GPTModelConfig(n_layer=12, n_head=12, n_embd=768, compile=True),
-        group="model",
-        name="gpt_124m",
-        package="model",
     )
     if not OmegaConf.has_resolver("expconf_sweep_dir"):
         OmegaConf.register_new_resolver("expconf_sweep_dir", sweep_dir)
