@@ -9,22 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-#: Dense bf16 tensor-core peak (no sparsity) in FLOP/s, by a substring of the card's name; checked
-#: in order, so PCIe / NVL variants match before the SXM default. The same figures as bench/gpu_throughput.py.
-BF16_PEAK = {
-    "H200": 989e12,
-    "H100 PCIe": 756e12,
-    "H100 NVL": 835e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-}
-
-
-def peak_flops(device_name: str) -> float | None:
-    """The card's dense bf16 peak in FLOP/s, or None for a card not in :data:`BF16_PEAK`."""
-    return next((flops for key, flops in BF16_PEAK.items() if key in device_name), None)
+from expconf.flops import device_peak_flops, mfu
 
 
 def tokens_per_step(trainer: pl.Trainer) -> int | None:
@@ -69,14 +54,11 @@ class RunStats(Callback):
 
 
 def _mfu(trainer: pl.Trainer, pl_module: Any, tokens_per_sec: float) -> float | None:
-    device = trainer.strategy.root_device
-    if device.type != "cuda":
-        return None
-    peak = peak_flops(torch.cuda.get_device_name(device))
+    peak = device_peak_flops(trainer.strategy.root_device)
     flops = flops_per_token(pl_module)
     if peak is None or flops is None:
         return None
-    return flops * tokens_per_sec / (peak * trainer.world_size)
+    return mfu(flops, tokens_per_sec, peak * trainer.world_size)
 
 
 def run_stats_lines(wall_time_s: float | None, tokens_per_sec: float | None, mfu: float | None) -> list[str]:

@@ -96,13 +96,13 @@ class TimingCallback(Callback):
         fn = getattr(pl_module, "flops_per_token", None)
         if not callable(fn):
             return
-        from expconf.flops import device_peak_flops
+        from expconf.flops import device_peak_flops, mfu
 
-        flops = int(fn()) * tokens_per_s
-        self._log(pl_module, "model_tflops_per_sec", flops / 1e12)
+        per_token = int(fn())
+        self._log(pl_module, "model_tflops_per_sec", per_token * tokens_per_s / 1e12)
         peak = device_peak_flops(pl_module.device)
         if peak:
-            self._log(pl_module, "mfu", flops / (peak * trainer.world_size), prog_bar=True)
+            self._log(pl_module, "mfu", mfu(per_token, tokens_per_s, peak * trainer.world_size), prog_bar=True)
 
     def on_validation_batch_start(
         self,

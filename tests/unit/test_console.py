@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from expconf.api import TrainResult
 from expconf.callbacks.progress import StepProgressBar, clock, format_line
-from expconf.callbacks.run_stats import RunStats, peak_flops
+from expconf.callbacks.run_stats import RunStats
 from expconf.callbacks.summary import ModelSummary
 from expconf.console import quiet_library_noise
+from expconf.flops import peak_flops
 
 
 class Tiny(pl.LightningModule):
