@@ -66,7 +66,7 @@ def compose(recipe: str, overrides: list[str]) -> Any:
 
     register_all()
     with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
-        cfg = hydra_compose(config_name="expconf", overrides=[f"+recipe={recipe}", *overrides])
+        cfg = hydra_compose(config_name="expconf", overrides=[f"recipe={recipe}", *overrides])
     return to_root(cfg)
 
 

@@ -11,13 +11,14 @@ def compose_root(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    from expconf.cli_args import select_groups
     from expconf.config.store import register_all
     from expconf.train import to_root
 
     register_all()
     GlobalHydra.instance().clear()
     with initialize_config_module("expconf.conf", version_base="1.3"):
-        cfg = compose("expconf", overrides=overrides)
+        cfg = compose("expconf", overrides=select_groups(overrides))
     return to_root(cfg)
 
 

@@ -189,14 +189,22 @@ def _hydra_main() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m expconf.train`` and the ``expconf-train`` script."""
-    from expconf.cli_args import reorder_options
+    from expconf.cli_args import reorder_options, select_groups
 
     args = list(sys.argv[1:] if argv is None else argv)
     if CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0" and not args:
         run_child()
         return
+    if {"--help", "-h", "--version"} & set(args):
+        from expconf.cli_help import help_text, version_text
+        from expconf.config.store import register_all
+
+        register_all()
+
+        print(version_text() if "--version" in args else help_text(args))
+        return
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    sys.argv = [sys.argv[0], *reorder_options(args)]
+    sys.argv = [sys.argv[0], *reorder_options(select_groups(args))]
     from expconf.config.store import register_all
 
     register_all()
