@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+from pathlib import Path
 from typing import Any
 
 from expconf.errors import NO_VALUE, ConfigError, did_you_mean
@@ -119,7 +119,7 @@ def group_options(group: str, argv: list[str] | None = None) -> list[str]:
         names.update(n.removesuffix(".yaml") for n in ConfigStore.instance().list(group))
     except OSError:
         pass
-    folders: list[Any] = [os.path.join(d, group) for d in config_dirs(argv)]
+    folders: list[Any] = [Path(d) / group for d in config_dirs(argv)]
     try:
         folders.append(resources.files("expconf.conf").joinpath(group))
     except ModuleNotFoundError:
