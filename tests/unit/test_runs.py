@@ -79,7 +79,7 @@ def _table(text: str) -> dict[str, list[str]]:
     starts = [header.index(c) for c in runs.COLUMNS]
     out = {}
     for line in lines:
-        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None])]
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
         out[f"{cells[0]}/{cells[1]}"] = cells
     return out
 
