@@ -67,6 +67,9 @@ def test_console_scripts(tmp_path: Path) -> None:
     helped = _script("expconf-train", ["-h"], tmp_path)
     assert helped.stdout.startswith("expconf-train: "), helped.stdout[:200]
     runs = _script("expconf-runs", ["ls"], tmp_path)
+    assert runs.returncode == 2 and "log dir nemo_experiments does not exist" in runs.stderr, runs.stderr
+    (tmp_path / "nemo_experiments").mkdir()
+    runs = _script("expconf-runs", ["ls"], tmp_path)
     assert runs.returncode == 1 and "no runs under nemo_experiments" in runs.stdout, runs.stderr
     migrate = _script("expconf-migrate", ["--help"], tmp_path)
     assert migrate.returncode == 0 and "usage:" in migrate.stdout
