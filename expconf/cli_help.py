@@ -114,3 +114,14 @@ def help_text(argv: list[str]) -> str:
         "Docs: docs/getting-started.md, docs/reference.md (every key) in the expconf repository; `make docs`.",
     ]
     return "\n".join(lines)
+
+
+def answer_help_or_version(argv: list[str]) -> bool:
+    """Print the page for ``--help``/``-h`` or the line for ``--version``; False when neither was asked."""
+    if not {"--help", "-h", "--version"} & set(argv):
+        return False
+    from expconf.config.store import register_all
+
+    register_all()  # the ConfigStore's group options appear on the help page
+    print(version_text() if "--version" in argv else help_text(argv))
+    return True

@@ -195,13 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     if CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0" and not args:
         run_child()
         return
-    if {"--help", "-h", "--version"} & set(args):
-        from expconf.cli_help import help_text, version_text
-        from expconf.config.store import register_all
+    from expconf.cli_help import answer_help_or_version
 
-        register_all()
-
-        print(version_text() if "--version" in args else help_text(args))
+    if answer_help_or_version(args):
         return
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     sys.argv = [sys.argv[0], *reorder_options(select_groups(args))]
