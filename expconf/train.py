@@ -50,6 +50,9 @@ def _task(cfg: Any) -> None:
         from expconf.storage import check_remote
 
         check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
+        from expconf.hardware import check_accelerator
+
+        check_accelerator(root.trainer)
         resolved: Any = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:
         # Reported here, not by Hydra: a failed job makes Hydra print an extra stderr line.

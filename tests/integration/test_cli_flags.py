@@ -95,3 +95,15 @@ complete_line "expconf-train recipe=gpt trainer.max_s" 2
     assert "recipe=" in first.split()
     assert {"recipe=gpt", "recipe=gpt_124m"} <= set(second.split())
     assert third.split() == ["trainer.max_steps="]
+
+
+def test_missing_accelerator_refused_in_one_line_before_any_run_dir(tmp_path: Path) -> None:
+    """Without CUDA any GPU is missing; with it, one GPU more than the machine has."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    named = f"trainer.devices={n + 1}" if n else "trainer.accelerator='gpu'"
+    proc = run_cli(["recipe=gpt", "trainer.accelerator=gpu", f"trainer.devices={n + 1}"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(f"error: {named}") and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "nemo_experiments").exists()
