@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cli_env, run_cli
+from helpers import TINY, cli_env, run_cli
 
 BIN = Path(sys.executable).parent
 
@@ -107,3 +107,21 @@ def test_missing_accelerator_refused_in_one_line_before_any_run_dir(tmp_path: Pa
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith(f"error: {named}") and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "nemo_experiments").exists()
+
+
+def test_runs_ls_tells_sweep_jobs_from_runs(tmp_path: Path) -> None:
+    """A real ``-m`` sweep of two jobs and a single run, then ``python -m expconf.runs ls`` (no argument)."""
+    short = [*TINY, "trainer.max_steps=2", "trainer.val_check_interval=2"]
+    sweep = run_cli(["-m", *short, "log.name=lr", "optim.lr=1e-3,2e-3"], tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    single = run_cli([*short, "log.name=one"], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    proc = run_cli(["ls"], tmp_path, module="expconf.runs")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()[1:]]
+    kinds = {(r[0], " ".join(r[2:4]) if r[2] == "sweep" else r[2]) for r in rows}
+    assert kinds == {("lr", "sweep job"), ("one", "run")} and len(rows) == 3
+    assert {next(w for w in r if w.startswith("optim.lr=")) for r in rows if r[0] == "lr"} == {
+        "optim.lr=0.001",
+        "optim.lr=0.002",
+    }
