@@ -93,3 +93,17 @@ def test_help_lists_recipes_groups_and_a_users_own_options(tmp_path: Path) -> No
     assert "  experiment  long, megatron_gpt_migrated" in text
     assert "expconf-runs ls" in text and "expconf-migrate" in text and "docs/reference.md" in text
     assert "powered by Hydra" not in text
+
+
+def test_a_recipe_includes_a_model_preset_that_a_model_option_replaces(tmp_path: Path) -> None:
+    """The pattern for recipes: ``- /model/NAME@model`` in their defaults, so ``model=...`` still wins."""
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "r124.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /model/gpt_124m@model\n  - _self_\nmodel:\n  dropout: 0.1\n"
+    )
+    search = f"hydra.searchpath=[file://{tmp_path}]"
+    root = _compose([search, "recipe=r124"])
+    assert (root.model.n_layer, root.model.dropout) == (12, 0.1)
+    for argv in (["recipe=r124", "model=gpt_tiny"], ["+model=gpt_tiny", "+recipe=r124"]):
+        root = _compose([search, *argv])
+        assert (root.model.n_layer, root.model.dropout) == (4, 0.0)
