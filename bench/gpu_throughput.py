@@ -22,6 +22,7 @@ from typing import Any
 
 from expconf.flops import mfu as model_flops_utilization
 from expconf.flops import peak_flops
+from expconf.train import compose_root
 
 
 @dataclass
@@ -35,20 +36,6 @@ class Figures:
     tokens_per_s: float
     mfu: float | None
     losses: list[float]
-
-
-def compose(recipe: str, overrides: list[str]) -> Any:
-    """The validated RootConfig of ``+recipe=RECIPE OVERRIDES`` (what the CLI would train)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    from expconf.config.store import register_all
-    from expconf.train import to_root
-
-    register_all()
-    with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
-        cfg = hydra_compose(config_name="expconf", overrides=[f"+recipe={recipe}", *overrides])
-    return to_root(cfg)
 
 
 def expconf_steps(root: Any, log_dir: str) -> tuple[list[float], list[float], int]:
@@ -152,10 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     results: list[Figures] = []
     with tempfile.TemporaryDirectory(prefix="expconf-throughput-") as tmp:
         for i in range(args.repeats):
-            root = compose(args.recipe, overrides)
+            root = compose_root([f"recipe={args.recipe}", *overrides])
             measured = expconf_steps(root, f"{tmp}/{i}")
             results.append(summarize("expconf", device_name, measured, args.warmup, root, peak))
-            root = compose(args.recipe, overrides)
+            root = compose_root([f"recipe={args.recipe}", *overrides])
             measured = raw_steps(root, args.device, precision)
             results.append(summarize("raw", device_name, measured, args.warmup, root, peak))
     best = {p: max((r for r in results if r.path == p), key=lambda r: r.tokens_per_s) for p in ("expconf", "raw")}

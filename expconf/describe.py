@@ -1,4 +1,4 @@
-"""``python -m expconf.describe +recipe=NAME [overrides]``: what a recipe trains, without training it.
+"""``python -m expconf.describe recipe=NAME [overrides]``: what a recipe trains, without training it.
 
 The model is built on the meta device (no weights are allocated), so the 8B recipes describe in
 a second on a laptop. Printed: the exact parameter count, the FLOPs per token that MFU uses, the
@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from expconf.train import compose_root
 
 #: Bytes per parameter of (weights, gradients, AdamW state) and per activation value, by precision.
 #: Mixed precision keeps fp32 weights, gradients and optimizer state and computes in 16 bits;
@@ -60,20 +62,6 @@ class Description:
     def total_bytes(self) -> float:
         """Memory per device of one training step (the sum of the four parts)."""
         return self.weights_bytes + self.grads_bytes + self.optimizer_bytes + self.activations_bytes
-
-
-def compose(overrides: list[str]) -> Any:
-    """The validated RootConfig that ``python -m expconf.train OVERRIDES`` would train."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    from expconf.config.store import register_all
-    from expconf.train import to_root
-
-    register_all()
-    with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
-        cfg = hydra_compose(config_name="expconf", overrides=overrides)
-    return to_root(cfg)
 
 
 def model_vocab(root: Any) -> int:
@@ -178,7 +166,7 @@ def table_rows() -> list[str]:
         "|---|---:|---|---:|---:|",
     ]
     for name, source in PUBLISHED_RECIPES.items():
-        desc = describe(compose([f"+recipe={name}", "trainer.accelerator=cpu"]))
+        desc = describe(compose_root([f"recipe={name}", "trainer.accelerator=cpu"]))
         rows.append(
             f"| `{name}` | {desc.parameters:,} | {source} | {desc.tokens_per_step:,} | {desc.flops_per_token:,} |"
         )
@@ -186,7 +174,7 @@ def table_rows() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: ``python -m expconf.describe +recipe=NAME [key=value ...]`` or ``--table``."""
+    """Entry point: ``python -m expconf.describe recipe=NAME [key=value ...]`` or ``--table``."""
     args = list(sys.argv[1:] if argv is None else argv)
     from expconf.train import _fail_or_raise
 
@@ -194,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         if args == ["--table"]:
             print("\n".join(table_rows()))
             return
-        root = compose(args)
+        root = compose_root(args)
         print(report(root, describe(root)))
     except Exception as e:
         _fail_or_raise(e, args)  # a user mistake: one error line, exit 2

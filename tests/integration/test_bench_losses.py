@@ -29,8 +29,8 @@ pytestmark = pytest.mark.slow
 
 def test_expconf_and_raw_loop_losses_are_bitwise_equal(tmp_path: Path) -> None:
     from bench.raw_loop import raw_train
-    from bench.recipe import compose_root
     from bench.rows_step import steplog_override
+    from expconf.train import compose_root
 
     steps = 6
     # TINY has 2 micro-batches per step, so accumulation and the micro-batch mean are exercised;

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from expconf.describe import compose, describe
+from expconf.describe import describe
+from expconf.train import compose_root
 from helpers import TINY, run_cli, run_dirs, scalars
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def test_family_trains_shrunk_on_the_cpu(tmp_path: Path, recipe: str) -> None:
     assert losses[0] == pytest.approx(math.log(vocab), abs=0.5)  # the published vocabulary's logits
 
     # model TFLOP/s = FLOPs per token (describe's number) x tokens/s, step by step
-    desc = describe(compose(args[:-1]))
+    desc = describe(compose_root(args[:-1]))
     tokens = dict(scalars(run, "tokens_per_sec"))
     tflops = dict(scalars(run, "model_tflops_per_sec"))
     assert tokens and tokens.keys() == tflops.keys()

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from expconf.config.model import GPTModelConfig
-from expconf.describe import PUBLISHED_RECIPES, compose, describe, table_rows
+from expconf.describe import PUBLISHED_RECIPES, describe, table_rows
 from expconf.errors import ConfigError
 from expconf.recipes.gpt_model import GPT, apply_rope, rope_tables
+from expconf.train import compose_root
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +60,7 @@ def test_published_counts_agree_with_the_checkpoint_shapes() -> None:
 
 
 def _describe(*overrides: str):  # type: ignore[no-untyped-def]
-    root = compose(list(overrides))
+    root = compose_root(list(overrides))
     return root, describe(root)
 
 
@@ -191,12 +192,12 @@ def test_bad_model_fields_name_the_key(overrides: list[str], key: str | None) ->
     if key is None:  # a vocabulary smaller than the tokenizer's is refused when the model is built
         from expconf.recipes.gpt import GPTModule
 
-        root = compose(["+recipe=gpt", *overrides])
+        root = compose_root(["+recipe=gpt", *overrides])
         with pytest.raises(ConfigError, match=re.escape("model.vocab_size")):
             GPTModule(root.model, vocab_size=256)
         return
     with pytest.raises(ConfigError, match=re.escape(key)):
-        compose(["+recipe=llama3_8b", *overrides])
+        compose_root(["+recipe=llama3_8b", *overrides])
 
 
 def test_mfu_uses_the_flops_per_token_and_a_known_peak() -> None:
