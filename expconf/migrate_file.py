@@ -29,7 +29,6 @@ PRECISION = {
     "32-true": "32-true",
     "64-true": "64-true",
 }
-STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 DDP_TARGETS = ("lightning.pytorch.strategies.DDPStrategy", "pytorch_lightning.strategies.DDPStrategy")
 TRAINER_SPECIAL = {
     "precision": "Lightning 2 names: 16 -> 16-mixed, bf16 -> bf16-mixed, 32 -> 32-true",
@@ -207,6 +206,8 @@ def _precision(m: Migration, v: Any) -> None:
 
 
 def _strategy(m: Migration, v: Any) -> None:
+    from expconf.config.trainer import STRATEGIES
+
     if isinstance(v, str) and v in STRATEGIES:
         m.set("trainer.strategy", v)
         return
