@@ -158,7 +158,7 @@ class NeMoLogger:
         rank, local = launch.global_rank(), launch.local_rank()
         secrets = collect_secrets(task_config or {})
         if self.ckpt is not None:
-            secrets += [str(v) for v in self.ckpt.storage_options.values() if isinstance(v, str)]
+            secrets += collect_secrets(dict(self.ckpt.storage_options))  # by key: not every option is secret
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
         # The log file opens before the run files are written, so their warnings land in it.
