@@ -133,6 +133,17 @@ def redact(obj: Any, extra: list[str] | None = None) -> Any:
     return obj
 
 
+def scrub_argv() -> None:
+    """Redact this process's ``sys.argv`` in place once Hydra has parsed it.
+
+    Trackers record it (W&B's run metadata), so a secret typed on the command line would travel
+    with every run. The kernel's copy (``/proc/<pid>/cmdline``) cannot be changed: see docs/security.md.
+    """
+    import sys
+
+    sys.argv[1:] = redact(sys.argv[1:], known_secrets())
+
+
 #: Secret values found in configs by :func:`collect_secrets`; every later redaction scrubs them too.
 _KNOWN: set[str] = set()
 
