@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from expconf import launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.io import StorageCheckpointIO
+from expconf.config.log import check_name
 from expconf.redact import RedactingFilter, collect_secrets, redact, redact_text
 from expconf.storage import is_remote
 
@@ -90,6 +91,8 @@ class NeMoLogger:
         if log_local_rank_0_only and log_global_rank_0_only:
             raise ValueError("NeMoLogger: log_local_rank_0_only and log_global_rank_0_only cannot both be true")
         self.name = name or "default"
+        check_name("name", self.name)  # each a single folder name: no '..', '/', control characters
+        check_name("version", "v" if version is None else version)
         self.log_dir = log_dir
         self.explicit_log_dir = explicit_log_dir
         self.version = version

@@ -211,3 +211,27 @@ def test_ddp_rank_1_environment_holds_no_secret(tmp_path: Path) -> None:
     path = Path(seen["EXPCONF_CHILD_CONFIG"])
     assert path.name == "rank1.yaml" and not path.exists() and not path.parent.exists()
     assert SECRET not in out
+
+
+@pytest.mark.parametrize(
+    "override", ["log.name=..", "log.version=..", "log.name=a/../..", "log.version='a\\nb'", "log.name=" + "n" * 300]
+)
+def test_a_name_cannot_escape_the_log_dir(tmp_path: Path, override: str) -> None:
+    """From proj/sub, log.name=.. made proj/ the run dir and moved the user's config.yaml away."""
+    work = tmp_path / "proj" / "sub"
+    work.mkdir(parents=True)
+    (tmp_path / "proj" / "config.yaml").write_text("mine: true\n")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = run_cli(["+recipe=gpt", "log.log_dir=..", override], cwd=work)
+    _refused(proc, "expected a single folder name")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "proj" / "config.yaml").read_text() == "mine: true\n"
+
+
+def test_explicit_log_dir_holding_foreign_files_is_refused(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("mine: true\n")
+    proc = run_cli(["+recipe=gpt", f"log.explicit_log_dir={mine}"], cwd=tmp_path)
+    _refused(proc, "log.explicit_log_dir=", "log.allow_existing_dir=true")
+    assert [p.name for p in mine.iterdir()] == ["config.yaml"]
