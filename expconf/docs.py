@@ -35,6 +35,7 @@ NAV = [
     "s3.md",
     "fault-tolerance.md",
     "distributed.md",
+    "security.md",
     "benchmarks.md",
 ]
 #: Pages written by other parts of the project: a link to one of them may dangle until it lands.
