@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
-import re
 from typing import Any
 
 from expconf.errors import ConfigError, did_you_mean
@@ -68,8 +67,18 @@ _ALLOWED: dict[str, set[str]] = {
     },
 }
 
-#: Lightning's own callbacks and loggers (both spellings): one public class name, nothing deeper.
-_LIGHTNING = re.compile(r"^(pytorch_lightning|lightning\.pytorch)\.(callbacks|loggers)\.[A-Z]\w*$")
+#: Lightning's own callbacks and loggers, listed by name so that validation (which imports no
+#: Lightning) can tell a typo; abstract bases and LitLogger (uploads to a cloud by default) are left out.
+_LIGHTNING_CALLBACKS = (
+    "BackboneFinetuning BatchSizeFinder DeviceStatsMonitor EarlyStopping GradientAccumulationScheduler "
+    "LearningRateFinder LearningRateMonitor ModelCheckpoint ModelPruning ModelSummary OnExceptionCheckpoint "
+    "RichModelSummary RichProgressBar StochasticWeightAveraging SpikeDetection ThroughputMonitor Timer "
+    "TQDMProgressBar EMAWeightAveraging WeightAveraging"
+).split()
+_LIGHTNING_LOGGERS = "CometLogger CSVLogger MLFlowLogger TensorBoardLogger WandbLogger".split()
+for _package in ("pytorch_lightning", "lightning.pytorch"):
+    _ALLOWED["target"].update(f"{_package}.callbacks.{n}" for n in _LIGHTNING_CALLBACKS)
+    _ALLOWED["target"].update(f"{_package}.loggers.{n}" for n in _LIGHTNING_LOGGERS)
 
 
 def allow(*paths: str, kind: str = "target") -> None:
@@ -79,8 +88,6 @@ def allow(*paths: str, kind: str = "target") -> None:
 
 def allowed(path: str, kind: str = "target") -> bool:
     """Whether ``path`` may be used as ``kind``."""
-    if kind == "target" and _LIGHTNING.match(path):
-        return True
     if path in _ALLOWED[kind]:
         return True
     patterns = set(_ALLOWED[kind]) | {

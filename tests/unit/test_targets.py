@@ -64,6 +64,15 @@ def test_lightning_callbacks_and_loggers_are_allowed_in_both_spellings(path: str
     assert cls.__module__.startswith("pytorch_lightning.")  # one Lightning: the Trainer's
 
 
+def test_the_lightning_names_exist_in_the_installed_lightning() -> None:
+    import pytorch_lightning.callbacks
+    import pytorch_lightning.loggers
+
+    names = set(pytorch_lightning.callbacks.__all__) | set(pytorch_lightning.loggers.__all__)
+    listed = {p.rsplit(".", 1)[1] for p in targets._ALLOWED["target"] if p.startswith("pytorch_lightning.")}
+    assert listed and listed <= names
+
+
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
