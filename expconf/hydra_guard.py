@@ -35,7 +35,9 @@ def check_composed(cfg: Any) -> None:
     """Raise :class:`ConfigError` for anything in ``cfg`` (a composed config) that is not allow-listed."""
     from omegaconf import OmegaConf
 
-    _walk(OmegaConf.to_container(cfg, resolve=False), "")
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    _check_hydra_callbacks(tree)
+    _walk(tree, "")
 
 
 def _kind(key: str) -> str:
@@ -51,6 +53,14 @@ def _check_literal(value: Any, key: str, kind: str) -> None:
     if isinstance(value, str) and "${" in value:
         raise ConfigError(key, value, "a literal class path (no interpolation)")
     targets.check(value, key, kind)
+
+
+def _check_hydra_callbacks(tree: Any) -> None:
+    """Each ``hydra.callbacks.<name>`` is a literal mapping: an interpolated node hides what it builds."""
+    callbacks = (tree.get("hydra") or {}).get("callbacks") if isinstance(tree, dict) else None
+    for name, node in (callbacks or {}).items():
+        if not isinstance(node, dict):
+            raise ConfigError(f"hydra.callbacks.{name}", node, "a mapping with an allow-listed _target_")
 
 
 def _walk(node: Any, key: str) -> None:
@@ -152,8 +162,20 @@ def _redacted_sweeper_setup(setup: Any) -> Any:
     return sweeper_setup
 
 
+def _prechecked_launch(launch: Any) -> Any:
+    def submitit_launch(self: Any, job_overrides: Any, initial_job_idx: int) -> Any:
+        # A submitit job composes its config on the cluster node, where this guard is not
+        # installed: compose (and so check) every job here, before anything is submitted.
+        for overrides in job_overrides:
+            self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        return launch(self, job_overrides, initial_job_idx)
+
+    submitit_launch.__wrapped__ = launch  # type: ignore[attr-defined]
+    return submitit_launch
+
+
 def install() -> None:
-    """Guard Hydra's config loader and its basic sweeper in this process (idempotent)."""
+    """Guard Hydra's config loader, its basic sweeper and the submitit launcher in this process (idempotent)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.plugins import Plugins
 
@@ -164,3 +186,6 @@ def install() -> None:
         ConfigLoaderImpl.load_configuration = _guarded(ConfigLoaderImpl.load_configuration)  # type: ignore[method-assign]
     if not hasattr(BasicSweeper.setup, "__wrapped__"):
         BasicSweeper.setup = _redacted_sweeper_setup(BasicSweeper.setup)  # type: ignore[method-assign]
+    submitit = sys.modules.get("hydra_plugins.hydra_submitit_launcher.submitit_launcher")
+    if submitit is not None and not hasattr(submitit.BaseSubmititLauncher.launch, "__wrapped__"):
+        submitit.BaseSubmititLauncher.launch = _prechecked_launch(submitit.BaseSubmititLauncher.launch)

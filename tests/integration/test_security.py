@@ -92,8 +92,8 @@ def test_a_shared_experiment_yaml_cannot_run_a_pickle(tmp_path: Path, yaml_text:
     assert not (tmp_path / "nemo_experiments").exists()
 
 
-def test_a_sweep_value_cannot_name_a_callback(tmp_path: Path) -> None:
-    """Each job of a sweep is composed again: its values pass the same check."""
+def test_a_sweep_cannot_name_a_callback(tmp_path: Path) -> None:
+    """A sweep is checked as composed (Hydra itself refuses to sweep over hydra.* keys)."""
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     proc = run_cli(
@@ -235,3 +235,43 @@ def test_explicit_log_dir_holding_foreign_files_is_refused(tmp_path: Path) -> No
     proc = run_cli(["+recipe=gpt", f"log.explicit_log_dir={mine}"], cwd=tmp_path)
     _refused(proc, "log.explicit_log_dir=", "log.allow_existing_dir=true")
     assert [p.name for p in mine.iterdir()] == ["config.yaml"]
+
+
+@pytest.mark.slow
+def test_a_slurm_sweep_is_checked_before_anything_is_submitted(tmp_path: Path) -> None:
+    """A submitit job composes its config on the node; expconf composes every job before submitting."""
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\ntouch "$EXPCONF_FAKE_SBATCH_SCRIPT"\necho "Submitted batch job 4242"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    script = tmp_path / "submitted"
+    # Hydra refuses to sweep hydra.* itself; a swept node that a callback points at is only seen
+    # when each job is composed, which submitit does on the node.
+    proc = run_cli(
+        [
+            "-m",
+            *TINY,
+            "hydra/launcher=slurm",
+            "trainer.devices=1",
+            "+evil={_target_:expconf.callbacks.timing.TimingCallback},{_target_:builtins.open}",
+        ],
+        cwd=tmp_path,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        EXPCONF_FAKE_SBATCH_SCRIPT=str(script),
+    )
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "evil._target_='builtins.open'" in proc.stderr
+    assert not script.exists()
+
+
+@pytest.mark.slow
+def test_lightning_callbacks_in_either_spelling_train(tmp_path: Path) -> None:
+    """Issue 14: Lightning's own callbacks are on the default allow-list, as users write them."""
+    extra = (
+        "callbacks.extra=[{_target_:lightning.pytorch.callbacks.EarlyStopping,monitor:val_loss},"
+        "{_target_:pytorch_lightning.callbacks.LearningRateMonitor}]"
+    )
+    proc = run_cli([*TINY, "trainer.max_steps=2", "trainer.val_check_interval=2", extra], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
