@@ -47,6 +47,24 @@ def to_root(cfg: Any) -> Any:
     return root
 
 
+def compose_root(overrides: list[str]) -> Any:
+    """``python -m expconf.train OVERRIDES`` composed and validated in-process: a RootConfig.
+
+    For tools that need the run's config without running it (``expconf.describe``, the bench).
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from expconf.cli_args import select_groups
+    from expconf.config.store import register_all
+
+    register_all()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
+        cfg = compose(config_name="expconf", overrides=select_groups(overrides))
+    return to_root(cfg)
+
+
 def _task(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
@@ -59,6 +77,9 @@ def _task(cfg: Any) -> None:
         from expconf.storage import check_remote
 
         check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
+        from expconf.hardware import check_accelerator
+
+        check_accelerator(root.trainer)
         resolved: Any = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:
         # Reported here, not by Hydra: a failed job makes Hydra print an extra stderr line.
@@ -199,14 +220,18 @@ def _hydra_main() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m expconf.train`` and the ``expconf-train`` script."""
-    from expconf.cli_args import reorder_options
+    from expconf.cli_args import reorder_options, select_groups
 
     args = list(sys.argv[1:] if argv is None else argv)
     if CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0" and not args:
         run_child()
         return
+    from expconf.cli_help import answer_help_or_version
+
+    if answer_help_or_version(args):
+        return
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    sys.argv = [sys.argv[0], *reorder_options(args)]
+    sys.argv = [sys.argv[0], *reorder_options(select_groups(args))]
     from expconf.config.store import register_all
 
     register_all()

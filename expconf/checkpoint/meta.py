@@ -76,7 +76,11 @@ def is_checkpoint_name(name: str) -> bool:
 
 
 def scan(storage: Storage) -> Listing:
-    """List complete and incomplete checkpoints in ``storage``."""
+    """List complete and incomplete checkpoints in ``storage``.
+
+    The folder may belong to a live run that deletes old checkpoints while this reads: a marker
+    listed but gone when read was being deleted with its checkpoint, and is left out of both lists.
+    """
     names = storage.listdir()
     present = set(names)
     complete: dict[str, CheckpointMeta] = {}
@@ -91,12 +95,15 @@ def scan(storage: Storage) -> Listing:
                 continue
             try:
                 meta = CheckpointMeta.from_json(storage.read_bytes(name))
+            except FileNotFoundError:
+                present.discard(target)  # deleted since the listing: neither complete nor incomplete
+                continue
             except (ValueError, TypeError, KeyError):
                 incomplete.append(target)
                 continue
             complete[target] = meta
     for name in names:
-        if is_checkpoint_name(name) and name not in complete and name.endswith(CHECKPOINT_ENDINGS):
+        if name in present and is_checkpoint_name(name) and name not in complete and name.endswith(CHECKPOINT_ENDINGS):
             incomplete.append(name)
     return Listing(complete, sorted(set(incomplete)))
 
