@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from expconf import launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.io import StorageCheckpointIO
+from expconf.config.log import check_name
 from expconf.redact import RedactingFilter, collect_secrets, redact, redact_text
 from expconf.storage import is_remote
 
@@ -90,6 +91,8 @@ class NeMoLogger:
         if log_local_rank_0_only and log_global_rank_0_only:
             raise ValueError("NeMoLogger: log_local_rank_0_only and log_global_rank_0_only cannot both be true")
         self.name = name or "default"
+        check_name("name", self.name)  # each a single folder name: no '..', '/', control characters
+        check_name("version", "v" if version is None else version)
         self.log_dir = log_dir
         self.explicit_log_dir = explicit_log_dir
         self.version = version
@@ -158,7 +161,7 @@ class NeMoLogger:
         rank, local = launch.global_rank(), launch.local_rank()
         secrets = collect_secrets(task_config or {})
         if self.ckpt is not None:
-            secrets += [str(v) for v in self.ckpt.storage_options.values() if isinstance(v, str)]
+            secrets += collect_secrets(dict(self.ckpt.storage_options))  # by key: not every option is secret
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
         # The log file opens before the run files are written, so their warnings land in it.

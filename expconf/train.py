@@ -14,7 +14,16 @@ from typing import Any
 import yaml
 
 from expconf.errors import DEBUG_ENV, USER_ERROR_EXIT_CODE, ConfigError
-from expconf.launch import CHILD_CONFIG_ENV, clean_dist_env, global_rank, snapshot_dist_env
+from expconf.launch import (
+    CHILD_CONFIG_ENV,
+    clean_dist_env,
+    forget_child_config,
+    global_rank,
+    keep_child_config,
+    read_child_config,
+    snapshot_dist_env,
+)
+from expconf.redact import scrub_argv
 
 MODEL_CLASS_KEY = "__model_config_class__"
 
@@ -80,7 +89,8 @@ def _task(cfg: Any) -> None:
     assert isinstance(resolved, dict)
     model_cls = type(root.model)
     child = dict(resolved, **{MODEL_CLASS_KEY: f"{model_cls.__module__}.{model_cls.__qualname__}"})
-    os.environ[CHILD_CONFIG_ENV] = yaml.safe_dump(child)
+    keep_child_config(child)  # handed to DDP children in private files, never in the environment
+    scrub_argv()  # W&B and others record sys.argv
     try:
         from expconf.build import run
 
@@ -176,7 +186,7 @@ def _end_job(env_before: dict[str, str] | None = None) -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     clean_dist_env(env_before)
-    os.environ.pop(CHILD_CONFIG_ENV, None)
+    forget_child_config()
 
 
 def run_child() -> None:
@@ -189,7 +199,7 @@ def run_child() -> None:
     from expconf.config.store import register_all
 
     register_all()
-    data = yaml.safe_load(os.environ[CHILD_CONFIG_ENV])
+    data = read_child_config()
     model_cls = (
         targets.resolve(data.pop(MODEL_CLASS_KEY, "expconf.config.model.GPTModelConfig"), MODEL_CLASS_KEY)
         if MODEL_CLASS_KEY in data
@@ -230,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     store.sweep_dirs.clear()
     try:
         _import_config_modules()
+        from expconf import hydra_guard
+
+        hydra_guard.install()  # every composed config is checked before Hydra acts on it
         _hydra_main()
     except SystemExit:
         raise

@@ -104,7 +104,7 @@ CASES = [
     Case("signal", [R, "callbacks.preemption_signal=SIGFOO"], "callbacks.preemption_signal", ["SIGUSR1"]),
     Case("progress-bar", [R, "callbacks.progress_bar=fancy"], "callbacks.progress_bar", ["'rich'"]),
     Case("seed", [R, "seed=-1"], "seed", [">= 0"]),
-    Case("log-name", [R, "log.name=a/b"], "log.name", ["without '/'"]),
+    Case("log-name", [R, "log.name=a/b"], "log.name", ["a single folder name", "path separator"]),
     Case("ckpt-filename-slash", [R, "log.ckpt.filename=dir/gpt"], "log.ckpt.filename", ["dirpath"]),
     Case("ckpt-filename-braces", [R, "log.ckpt.filename='gpt--{val_loss'"], "log.ckpt.filename", ["braces"]),
     Case(
