@@ -350,6 +350,11 @@ def is_gpt_style(model: dict[str, Any]) -> bool:
     return shape and "encoder_seq_length" in model and "bert_binary_head" not in model
 
 
+def is_megatron_batch(model: dict[str, Any]) -> bool:
+    """``model.micro_batch_size`` and ``model.global_batch_size``: Megatron's batch sizes, expconf's too."""
+    return "micro_batch_size" in model and "global_batch_size" in model
+
+
 def migrate_model(m: Migration, model: dict[str, Any], gpt: bool, value: Resolve) -> set[str]:
     """GPT shape and batch sizes from ``model:``; returns the model keys it carried."""
     done: set[str] = set()
@@ -357,6 +362,10 @@ def migrate_model(m: Migration, model: dict[str, Any], gpt: bool, value: Resolve
         done.add("seed")
         m.set("seed", value(model["seed"], ("model",)))
     if not gpt:
+        if is_megatron_batch(model):  # BERT, T5, BART, ...: the same batch-size semantics as expconf
+            for key in ("micro_batch_size", "global_batch_size"):
+                done.add(key)
+                m.set(f"data.{key}", value(model[key], ("model",)))
         return done
     schema = schema_keys()
     for key, (targets, values) in GPT_SHAPE.items():
@@ -402,7 +411,7 @@ def migrate_batches(m: Migration, trainer: dict[str, Any], model: dict[str, Any]
     devices, nodes = m.get("trainer.devices", "auto"), m.get("trainer.num_nodes", 1)
     count = _device_count(devices)
     nodes = nodes if isinstance(nodes, int) else 1
-    if gpt:
+    if gpt or is_megatron_batch(model):
         if given:
             m.note(
                 src,
@@ -509,7 +518,10 @@ def rows() -> list[tuple[str, str, str]]:
         out.append((f"model.{key}", targets[0], note))
     out.append(("model.seed", "seed", "any config"))
     out.append(("model.hidden_dropout, model.attention_dropout", "model.dropout", "when both are equal"))
-    out.append(("model.train_ds.batch_size", "data.micro_batch_size", "non-GPT configs, with accumulate_grad_batches"))
+    out.append(("model.micro_batch_size, model.global_batch_size", "data.*", "any Megatron config (BERT, T5, ...)"))
+    out.append(
+        ("model.train_ds.batch_size", "data.micro_batch_size", "non-Megatron configs, with accumulate_grad_batches")
+    )
     out += [(f"model.*{part}*", "", why) for part, why in MODEL_REASONS]
     out.append(("model.* (other, GPT-style)", "", GPT_REASON))
     out.append(("model.* (other)", "", TASK_REASON))

@@ -8,6 +8,7 @@ the file name) appears only inside comments, escaped onto one line by
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 from typing import Any
@@ -89,12 +90,31 @@ def _py(v: Any) -> str:
     return repr(str(v))
 
 
-def _kwargs(cls: type, values: dict[str, Any], unresolved: dict[str, str], prefix: str, every: bool) -> list[str]:
-    """``name=value,`` lines for the fields of dataclass ``cls`` (every field, or the migrated ones)."""
+def _accepts(target: Any) -> set[str] | None:
+    """The keyword arguments ``target`` takes (None: any)."""
+    params = inspect.signature(target).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def _kwargs(
+    cls: type,
+    values: dict[str, Any],
+    unresolved: dict[str, str],
+    prefix: str,
+    every: bool,
+    target: Any = None,
+) -> list[str]:
+    """``name=value,`` lines for the fields of dataclass ``cls`` (every field, or the migrated ones)
+    that ``target`` (the object the code builds) accepts."""
+    accepted = _accepts(target) if target is not None else None
     out = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in ("ckpt", "wandb", "tensorboard", "storage_options") or f.name.startswith("_"):
             continue
+        if accepted is not None and f.name not in accepted:
+            continue  # a CLI-only setting (the Python objects have no such argument)
         key = f"{prefix}{f.name}"
         if not every and f.name not in values and key not in unresolved:
             continue
@@ -114,6 +134,7 @@ def _trainer_kwargs(m: Migration) -> dict[str, Any]:
 
 def to_python(m: Migration) -> str:
     """NeMo 2.0-style code: Trainer arguments, optimizer, NeMoLogger, AutoResume and callbacks."""
+    import expconf
     from expconf.config import CheckpointConfig, DataConfig, GPTModelConfig, LogConfig, OptimConfig, ResumeConfig
 
     wandb = m.get("log.wandb", {})
@@ -141,7 +162,7 @@ def to_python(m: Migration) -> str:
     lines += [")", "data_config = DataConfig("]
     lines += [ind + s for s in _kwargs(DataConfig, m.get("data", {}), m.unresolved, "data.", every=False)]
     lines += [")", "", "log = expconf.NeMoLogger("]
-    lines += [ind + s for s in _kwargs(LogConfig, m.get("log", {}), m.unresolved, "log.", every=True)]
+    lines += [ind + s for s in _kwargs(LogConfig, m.get("log", {}), m.unresolved, "log.", True, expconf.NeMoLogger)]
     if wandb.get("enabled"):
         args = ", ".join(f"{k}={_py(v)}" for k, v in wandb.items() if k != "enabled")
         lines.append(f"{ind}wandb=WandbLogger({args}),")
@@ -149,9 +170,13 @@ def to_python(m: Migration) -> str:
         lines.append(f"{ind}tensorboard=False,")
     lines.append(f"{ind}ckpt=expconf.ModelCheckpoint(")
     ckpt = m.get("log.ckpt", {})
-    lines += [ind * 2 + s for s in _kwargs(CheckpointConfig, ckpt, m.unresolved, "log.ckpt.", every=True)]
+    lines += [
+        ind * 2 + s for s in _kwargs(CheckpointConfig, ckpt, m.unresolved, "log.ckpt.", True, expconf.ModelCheckpoint)
+    ]
     lines += [f"{ind}),", ")", "", "resume = expconf.AutoResume("]
-    lines += [ind + s for s in _kwargs(ResumeConfig, m.get("resume", {}), m.unresolved, "resume.", every=True)]
+    lines += [
+        ind + s for s in _kwargs(ResumeConfig, m.get("resume", {}), m.unresolved, "resume.", True, expconf.AutoResume)
+    ]
     lines += [")", "", "callbacks: list[pl.Callback] = []"]
     if m.get("callbacks.timing", True):
         lines.append("callbacks.append(expconf.TimingCallback())")
@@ -165,6 +190,7 @@ def to_python(m: Migration) -> str:
         "",
         "def run(model: pl.LightningModule, data: Any = None, **trainer_overrides: Any) -> expconf.TrainResult:",
         f'{ind}"""Train ``model`` with the migrated settings; keyword arguments override Trainer arguments."""',
+        *([f"{ind}pl.seed_everything({_py(m.get('seed'))}, workers=True)"] if m.get("seed") is not None else []),
         f"{ind}trainer = pl.Trainer(**{{**trainer_kwargs, **trainer_overrides}}, callbacks=callbacks)",
         f"{ind}return expconf.train(model=model, data=data, trainer=trainer, log=log, resume=resume, optim=optim)",
     ]
