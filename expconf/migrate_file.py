@@ -559,7 +559,7 @@ def check_schema(m: Migration) -> None:
         except Exception as e:  # omegaconf's ValidationError family
             m.drop(key)
             m.note(key, f"{show(v)} does not fit expconf's type for it ({type(e).__name__}); not emitted")
-    for section in ("trainer", "optim", "data", "model"):
+    for section in ("trainer", "log", "resume", "optim", "data", "model", "callbacks"):
         while True:
             root = OmegaConf.to_object(OmegaConf.merge(base, m.config))
             try:
