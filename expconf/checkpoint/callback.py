@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+import time
+from datetime import timedelta
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -25,11 +27,19 @@ from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
 
-_LIGHTNING_KWARGS_IGNORED = {"save_on_train_epoch_end", "enable_version_counter", "verbose"}
-
 
 class ModelCheckpoint(Checkpoint):
-    """Saves top-k, ``-last`` and ``-end`` checkpoints; keyword names and defaults follow NeMo 2.0."""
+    """Saves top-k, ``-last`` and ``-end`` checkpoints; keyword names and defaults follow NeMo 2.0,
+    and every keyword of Lightning 2.6's ``ModelCheckpoint`` has Lightning's meaning:
+
+    ``verbose`` logs each save; ``save_on_exception`` writes a resumable ``-last`` checkpoint when
+    training fails; ``train_time_interval`` saves when that much time passed since the last save
+    (rank 0's clock decides for all ranks; a number means seconds); ``save_on_train_epoch_end`` saves at the end of each
+    training epoch instead of after validation (None: when there is no validation, as Lightning);
+    ``enable_version_counter`` adds ``-v1``, ``-v2``, ... to a name that is already taken instead
+    of overwriting it; ``save_last="link"`` is accepted as ``True`` (a copy: object stores have
+    no links).
+    """
 
     def __init__(
         self,
@@ -37,7 +47,7 @@ class ModelCheckpoint(Checkpoint):
         monitor: str | None = "val_loss",
         save_top_k: int = 3,
         mode: str = "min",
-        save_last: bool = True,
+        save_last: bool | Literal["link"] | None = True,
         every_n_train_steps: int | None = None,
         filename: str | None = None,
         always_save_nemo: bool = False,
@@ -47,20 +57,32 @@ class ModelCheckpoint(Checkpoint):
         save_weights_only: bool = False,
         storage_options: dict[str, Any] | None = None,
         auto_insert_metric_name: bool = True,
-        **lightning_kwargs: Any,
+        verbose: bool = True,
+        save_on_exception: bool = False,
+        train_time_interval: timedelta | float | None = None,
+        save_on_train_epoch_end: bool | None = False,
+        enable_version_counter: bool = True,
     ) -> None:
-        unknown = set(lightning_kwargs) - _LIGHTNING_KWARGS_IGNORED
-        if unknown:
-            raise TypeError(f"ModelCheckpoint got unexpected keyword arguments: {sorted(unknown)}")
         if mode not in ("min", "max"):
             raise ValueError(f"ModelCheckpoint mode={mode!r}: expected 'min' or 'max'")
         if save_top_k < -1:
             raise ValueError(f"ModelCheckpoint save_top_k={save_top_k}: expected an integer >= -1")
+        triggers = [
+            k
+            for k, v in (
+                ("every_n_train_steps", every_n_train_steps),
+                ("every_n_epochs", every_n_epochs),
+                ("train_time_interval", train_time_interval),
+            )
+            if v
+        ]
+        if len(triggers) > 1:
+            raise ValueError(f"ModelCheckpoint: {' and '.join(triggers)} are mutually exclusive (set one)")
         self.dirpath = dirpath
         self.monitor = monitor
         self.save_top_k = save_top_k
         self.mode = mode
-        self.save_last = save_last
+        self.save_last = bool(save_last)
         self.every_n_train_steps = every_n_train_steps
         self.every_n_epochs = every_n_epochs
         self.filename = filename
@@ -70,6 +92,14 @@ class ModelCheckpoint(Checkpoint):
         self.save_weights_only = save_weights_only
         self.storage_options = dict(storage_options or {})
         self.auto_insert_metric_name = auto_insert_metric_name
+        self.verbose = verbose
+        self.save_on_exception = save_on_exception
+        if isinstance(train_time_interval, (int, float)):
+            train_time_interval = timedelta(seconds=train_time_interval)  # seconds, as the config gives it
+        self.train_time_interval = train_time_interval
+        self.save_on_train_epoch_end = save_on_train_epoch_end
+        self.enable_version_counter = enable_version_counter
+        self._last_time_checked: float | None = None
         self.name = "model"  # NeMoLogger sets its experiment name here
         self.writer = CheckpointWriter(async_save=async_save)
         self.storage: Storage | None = None
@@ -108,6 +138,7 @@ class ModelCheckpoint(Checkpoint):
         if stage != "fit":
             return
         self._final = None
+        self._last_time_checked = time.monotonic()
         storage = self.get_storage(trainer)
         if trainer.is_global_zero:
             storage.makedirs()
@@ -134,6 +165,8 @@ class ModelCheckpoint(Checkpoint):
         n = self.every_n_train_steps
         if n and trainer.global_step > 0 and trainer.global_step % n == 0:
             self.save(trainer)
+        elif self.train_time_interval is not None and self._time_to_save(trainer):
+            self.save(trainer)
         if self._final is None and self._is_final_step(trainer):
             # The '-end' checkpoint keeps the loop state of this moment, the point every other save
             # uses: Lightning's loops advance their counters once more before on_train_end, and a
@@ -143,6 +176,22 @@ class ModelCheckpoint(Checkpoint):
             # Only rank 0 writes; a CPU copy keeps the state of this moment until on_train_end.
             kept = stage(checkpoint) if trainer.is_global_zero else {}
             self._final = (int(trainer.global_step), kept, states)
+
+    def _time_to_save(self, trainer: pl.Trainer) -> bool:
+        """Whether ``train_time_interval`` has passed since the last save, by rank 0's clock."""
+        assert self.train_time_interval is not None
+        now = time.monotonic()
+        last = self._last_time_checked if self._last_time_checked is not None else now
+        due = bool(trainer.strategy.broadcast(now - last >= self.train_time_interval.total_seconds()))
+        if due:
+            self._last_time_checked = now
+        return due
+
+    def _saves_on_train_epoch_end(self, trainer: pl.Trainer) -> bool:
+        if self.save_on_train_epoch_end is not None:
+            return self.save_on_train_epoch_end
+        batches = trainer.num_val_batches
+        return trainer.check_val_every_n_epoch == 1 and not (sum(batches) if isinstance(batches, list) else batches)
 
     @staticmethod
     def _is_final_step(trainer: pl.Trainer) -> bool:
@@ -157,13 +206,18 @@ class ModelCheckpoint(Checkpoint):
         )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.every_n_train_steps or self.every_n_epochs:
+        if trainer.sanity_checking or self._periodic() or self._saves_on_train_epoch_end(trainer):
             return
         self.save(trainer)
+
+    def _periodic(self) -> bool:
+        return bool(self.every_n_train_steps or self.every_n_epochs or self.train_time_interval is not None)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         n = self.every_n_epochs
         if n and (trainer.current_epoch + 1) % n == 0:
+            self.save(trainer)
+        elif not self._periodic() and self._saves_on_train_epoch_end(trainer):
             self.save(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -181,9 +235,33 @@ class ModelCheckpoint(Checkpoint):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         try:
+            if self._saves_on_exception(trainer):
+                self._save_exception_checkpoint(trainer, exception)
             self.wait()
         except Exception as e:  # the original exception is the one to report
             log.error("%s", e)
+
+    def _saves_on_exception(self, trainer: pl.Trainer) -> bool:
+        return (
+            self.save_on_exception
+            and not self.interrupted  # a preemption already wrote its checkpoint
+            and not trainer.sanity_checking
+            and not getattr(trainer, "fast_dev_run", False)
+            and trainer.global_step != self._last_saved_step
+        )
+
+    def _save_exception_checkpoint(self, trainer: pl.Trainer, exception: BaseException) -> None:
+        """A resumable ``-last`` checkpoint of this rank's state; no collectives (other ranks may be gone)."""
+        if not trainer.is_global_zero:
+            return
+        metrics = self.metrics(trainer)
+        template = self.filename or default_template(self.name, self.monitor)
+        base = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+        checkpoint["expconf_rng"] = {"per_rank": [rng.capture()]}
+        written = self._plan_and_submit(trainer, checkpoint, metrics, base, end=False, force_last=True)
+        self._last_saved_step = int(trainer.global_step)
+        log.warning("%s raised; saved checkpoint %s", type(exception).__name__, written)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.writer.close()
@@ -262,7 +340,7 @@ class ModelCheckpoint(Checkpoint):
             # A forced save (preemption) is not an evaluation: it only refreshes '-last'.
             written = None if force_last else self._plan_topk(storage, plan, payload, base, score, meta)
             if self.save_last or force_last:
-                last = base + LAST_SUFFIX + CKPT_SUFFIX
+                last = self._free_name(storage, base + LAST_SUFFIX, CKPT_SUFFIX, mine=self.last_model_path)
                 if written is not None:
                     plan.copy(storage, written, last, meta(last, "last"))
                 else:
@@ -277,6 +355,8 @@ class ModelCheckpoint(Checkpoint):
             plan.call(self._archive_step(trainer, storage, payload))
         self._update_best(storage)
         self.writer.submit(plan)
+        if self.verbose and written:
+            log.info("saved checkpoint %s (step %d)", storage.path(written), metrics["step"])
         return storage.path(written) if written else None
 
     def _plan_topk(
@@ -291,7 +371,7 @@ class ModelCheckpoint(Checkpoint):
         k = self.save_top_k
         if k == 0 or (score is None and not (k == -1 and self.monitor is None)):
             return None
-        name = base + CKPT_SUFFIX
+        name = self._free_name(storage, base, CKPT_SUFFIX)
         if k != -1 and len(self.best_k_models) >= k and score is not None:
             worst = self._worst()
             if worst is not None and not self._better(score, self.best_k_models[worst]):
@@ -306,6 +386,19 @@ class ModelCheckpoint(Checkpoint):
             del self.best_k_models[worst]
             if worst not in self.protected and worst != name:
                 plan.delete(storage, worst)
+        return name
+
+    def _free_name(self, storage: Storage, base: str, suffix: str, mine: str = "") -> str:
+        """``base + suffix``, or with ``enable_version_counter`` ``base-v1 + suffix``, ... while that
+        name is taken by another checkpoint (``mine``, the one being replaced, does not count)."""
+        name = base + suffix
+        if not self.enable_version_counter:
+            return name
+        own = mine.rsplit("/", 1)[-1] if mine else ""
+        version = 1
+        while name != own and (name in self.best_k_models or storage.exists(name)):
+            name = f"{base}-v{version}{suffix}"
+            version += 1
         return name
 
     def _better(self, a: float, b: float) -> bool:
