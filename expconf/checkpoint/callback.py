@@ -11,21 +11,49 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from datetime import timedelta
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import Checkpoint
 
 from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
-from expconf.storage import Storage
+from expconf.storage import Storage, is_remote
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointArgumentError(MisconfigurationException, ValueError):
+    """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type)."""
+
+
+def _check_arguments(
+    mode: str,
+    save_top_k: int,
+    every_n_train_steps: int | None,
+    every_n_epochs: int | None,
+    train_time_interval: timedelta | float | None,
+) -> None:
+    if mode not in ("min", "max"):
+        raise CheckpointArgumentError(f"ModelCheckpoint: `mode` can be 'min' or 'max' but got {mode}")
+    if save_top_k < -1:
+        raise CheckpointArgumentError(f"ModelCheckpoint save_top_k={save_top_k}: Must be >= -1")
+    for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
+        if n is not None and n < 0:
+            raise CheckpointArgumentError(f"ModelCheckpoint {key}={n}: Must be >= 0")
+    given = [n for n in (every_n_train_steps, every_n_epochs, train_time_interval) if n]
+    if len(given) > 1:
+        raise CheckpointArgumentError(
+            "ModelCheckpoint: Combination of parameters every_n_train_steps, every_n_epochs and "
+            "train_time_interval should be mutually exclusive (set one)"
+        )
 
 
 class ModelCheckpoint(Checkpoint):
@@ -63,21 +91,9 @@ class ModelCheckpoint(Checkpoint):
         save_on_train_epoch_end: bool | None = False,
         enable_version_counter: bool = True,
     ) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"ModelCheckpoint mode={mode!r}: expected 'min' or 'max'")
-        if save_top_k < -1:
-            raise ValueError(f"ModelCheckpoint save_top_k={save_top_k}: expected an integer >= -1")
-        triggers = [
-            k
-            for k, v in (
-                ("every_n_train_steps", every_n_train_steps),
-                ("every_n_epochs", every_n_epochs),
-                ("train_time_interval", train_time_interval),
-            )
-            if v
-        ]
-        if len(triggers) > 1:
-            raise ValueError(f"ModelCheckpoint: {' and '.join(triggers)} are mutually exclusive (set one)")
+        _check_arguments(mode, save_top_k, every_n_train_steps, every_n_epochs, train_time_interval)
+        if dirpath is not None and not is_remote(str(dirpath)):
+            dirpath = os.path.realpath(os.path.expanduser(str(dirpath)))  # as Lightning: ~ and relative paths
         self.dirpath = dirpath
         self.monitor = monitor
         self.save_top_k = save_top_k
@@ -251,7 +267,8 @@ class ModelCheckpoint(Checkpoint):
         )
 
     def _save_exception_checkpoint(self, trainer: pl.Trainer, exception: BaseException) -> None:
-        """A resumable ``-last`` checkpoint of this rank's state; no collectives (other ranks may be gone)."""
+        """As Lightning: ``<filename>.ckpt`` and, with ``save_last``, the ``-last`` copy (resumable);
+        rank 0 only and without collectives, as other ranks may be gone."""
         if not trainer.is_global_zero:
             return
         metrics = self.metrics(trainer)
@@ -259,9 +276,35 @@ class ModelCheckpoint(Checkpoint):
         base = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
         checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
         checkpoint["expconf_rng"] = {"per_rank": [rng.capture()]}
-        written = self._plan_and_submit(trainer, checkpoint, metrics, base, end=False, force_last=True)
+        checkpoint["expconf"] = {"kind": "exception", "global_step": metrics["step"]}
+        storage = self.get_storage(trainer)
+        name = base + CKPT_SUFFIX
+        plan = SavePlan(label=name)
+        plan.write(storage, name, checkpoint, self._meta(name, "exception", metrics))
+        if self.save_last:
+            last = base + LAST_SUFFIX + CKPT_SUFFIX
+            plan.copy(storage, name, last, self._meta(last, "last", metrics))
+            old = self.last_model_path.rsplit("/", 1)[-1] if self.last_model_path else ""
+            if old and old != last and old not in self.protected:
+                plan.delete(storage, old)
+            self.last_model_path = storage.path(last)
+        self.writer.submit(plan)
         self._last_saved_step = int(trainer.global_step)
-        log.warning("%s raised; saved checkpoint %s", type(exception).__name__, written)
+        log.warning("%s raised; saved checkpoint %s", type(exception).__name__, storage.path(name))
+
+    def _meta(self, name: str, kind: str, metrics: dict[str, Any]) -> CheckpointMeta:
+        consumed = metrics.get("consumed_samples")
+        score = metrics.get(self.monitor) if self.monitor else None
+        return CheckpointMeta(
+            name=name,
+            global_step=int(metrics["step"]),
+            epoch=int(metrics["epoch"]),
+            kind=kind,
+            monitor=self.monitor,
+            score=None if score is None or math.isnan(score) else score,
+            metrics=dict(metrics),
+            consumed_samples=int(consumed) if consumed is not None else None,
+        )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.writer.close()
@@ -318,17 +361,7 @@ class ModelCheckpoint(Checkpoint):
         payload = self.writer.stage(checkpoint) if self.async_save else checkpoint
 
         def meta(name: str, kind: str) -> CheckpointMeta:
-            consumed = metrics.get("consumed_samples")
-            return CheckpointMeta(
-                name=name,
-                global_step=int(metrics["step"]),
-                epoch=int(metrics["epoch"]),
-                kind=kind,
-                monitor=self.monitor,
-                score=score,
-                metrics=dict(metrics),
-                consumed_samples=int(consumed) if consumed is not None else None,
-            )
+            return self._meta(name, kind, metrics)
 
         plan = SavePlan(label=base)
         if end:
