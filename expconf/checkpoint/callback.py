@@ -156,6 +156,7 @@ class ModelCheckpoint(Checkpoint):
         self._final = None
         self._last_time_checked = time.monotonic()
         storage = self.get_storage(trainer)
+        self.dirpath = storage.url  # resolved, as Lightning's is after setup
         if trainer.is_global_zero:
             storage.makedirs()
             listing = scan(storage)
@@ -458,6 +459,31 @@ class ModelCheckpoint(Checkpoint):
         state = payload["state_dict"]
         name = f"{self.name}.nemo"
         return lambda: write_archive(storage, name, module, state)
+
+    @property
+    def kth_best_model_path(self) -> str:
+        """Lightning's name: the path of the worst checkpoint still in the top-k ('' when none)."""
+        worst = self._worst()
+        return self.get_storage().path(worst) if worst is not None and self.storage is not None else ""
+
+    @property
+    def kth_value(self) -> float | None:
+        """Lightning's name: the score of the worst checkpoint still in the top-k."""
+        worst = self._worst()
+        return self.best_k_models[worst] if worst is not None else None
+
+    def to_yaml(self, filepath: str | None = None) -> None:
+        """Write ``best_k_models`` (checkpoint name: score) as YAML, as Lightning's does
+        (default: ``best_k_models.yaml`` in the checkpoint folder)."""
+        import yaml
+
+        storage = self.get_storage()
+        text = yaml.dump(dict(self.best_k_models)).encode()
+        if filepath is None:
+            storage.write_bytes_atomic("best_k_models.yaml", text)
+        else:
+            with open(filepath, "wb") as f:
+                f.write(text)
 
     def wait(self) -> None:
         """Block until pending (async) saves are durable."""
