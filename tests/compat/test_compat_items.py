@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -156,11 +157,15 @@ def test_item08_every_lightning_and_nemo_keyword_is_accepted() -> None:
         expconf.AutoResume(path="a.ckpt", resume_from_path="b.ckpt")
 
 
-def test_item08_save_on_exception_writes_a_resumable_checkpoint(tmp_path: Path) -> None:
+def test_item08_save_on_exception_writes_a_resumable_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "c"
     ckpt = expconf.ModelCheckpoint(dirpath=str(folder), monitor=None, save_top_k=0, save_on_exception=True)
-    with pytest.raises(RuntimeError, match="on purpose"):
+    with caplog.at_level(logging.INFO, logger="expconf"), pytest.raises(RuntimeError, match="on purpose"):
         make_trainer(tmp_path, 10, [ckpt]).fit(Toy(fail_at=3))
+    assert "saved checkpoint" in caplog.text  # verbose (NeMo's default) logs every save
+    assert (folder / "model--epoch=0-step=3.ckpt").is_file()  # Lightning's <filename>.ckpt
     [last] = folder.glob("*-last.ckpt")
     assert "step=3" in last.name and (folder / (last.name + MARKER_SUFFIX)).is_file()
     resume = expconf.AutoResume(dirpath=str(folder), resume_if_exists=True)
