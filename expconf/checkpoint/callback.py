@@ -64,7 +64,10 @@ class ModelCheckpoint(Checkpoint):
     training fails; ``train_time_interval`` saves when that much time passed since the last save
     (rank 0's clock decides for all ranks; a number means seconds); ``save_on_train_epoch_end`` saves at the end of each
     training epoch instead of after validation (None: when there is no validation, as Lightning);
-    ``enable_version_counter`` adds ``-v1``, ``-v2``, ... to a name that is already taken instead
+    NeMo's ``save_optim_on_train_end=False`` leaves the optimizer state out of the ``-end``
+    checkpoint (the default here is True, so a run resumed past its end continues exactly), and
+    ``always_save_context`` / ``save_context_on_train_end`` write the model archive as
+    ``always_save_nemo`` / ``save_nemo_on_train_end`` do. ``enable_version_counter`` adds ``-v1``, ``-v2``, ... to a name that is already taken instead
     of overwriting it; ``save_last="link"`` is accepted as ``True`` (a copy: object stores have
     no links).
     """
@@ -90,6 +93,9 @@ class ModelCheckpoint(Checkpoint):
         train_time_interval: timedelta | float | None = None,
         save_on_train_epoch_end: bool | None = False,
         enable_version_counter: bool = True,
+        save_optim_on_train_end: bool = True,
+        always_save_context: bool = False,
+        save_context_on_train_end: bool = False,
     ) -> None:
         _check_arguments(mode, save_top_k, every_n_train_steps, every_n_epochs, train_time_interval)
         if dirpath is not None and not is_remote(str(dirpath)):
@@ -102,8 +108,10 @@ class ModelCheckpoint(Checkpoint):
         self.every_n_train_steps = every_n_train_steps
         self.every_n_epochs = every_n_epochs
         self.filename = filename
-        self.always_save_nemo = always_save_nemo
-        self.save_nemo_on_train_end = save_nemo_on_train_end
+        # NeMo's "context" (what rebuilds the model) is here the model archive: config and weights.
+        self.always_save_nemo = always_save_nemo or always_save_context
+        self.save_nemo_on_train_end = save_nemo_on_train_end or save_context_on_train_end
+        self.save_optim_on_train_end = save_optim_on_train_end
         self.async_save = async_save
         self.save_weights_only = save_weights_only
         self.storage_options = dict(storage_options or {})
@@ -367,6 +375,8 @@ class ModelCheckpoint(Checkpoint):
         plan = SavePlan(label=base)
         if end:
             name = base + END_SUFFIX + CKPT_SUFFIX
+            if not self.save_optim_on_train_end:
+                payload = {k: v for k, v in payload.items() if k not in ("optimizer_states", "lr_schedulers")}
             payload["expconf"] = {"kind": "end", "global_step": metrics["step"]}
             plan.write(storage, name, payload, meta(name, "end"))
             written: str | None = name

@@ -221,6 +221,14 @@ def test_item08_version_counter_time_interval_and_epoch_end_saves(tmp_path: Path
     with pytest.raises(ValueError, match="mutually exclusive"):
         expconf.ModelCheckpoint(every_n_train_steps=2, train_time_interval=timedelta(seconds=5))
 
+    # NeMo's save_optim_on_train_end=False: the '-end' checkpoint without optimizer state.
+    for keep in (True, False):
+        folder = tmp_path / f"optim-{keep}"
+        ckpt = expconf.ModelCheckpoint(dirpath=str(folder), monitor=None, save_optim_on_train_end=keep)
+        make_trainer(tmp_path, 2, [ckpt]).fit(Toy())
+        [end] = folder.glob("*-end.ckpt")
+        assert ("optimizer_states" in torch.load(end, weights_only=True)) == keep
+
 
 def test_item09_setup_returns_an_app_state(tmp_path: Path) -> None:
     app = expconf.NeMoLogger(name="exp", log_dir=str(tmp_path), version="v3").setup(make_trainer(tmp_path, 2))
