@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: a short NCCL DDP run over all GPUs (expconf's own launcher, then torchrun) and the
-# gpt_124m throughput (tokens/s, MFU) next to the raw PyTorch loop, figures written to a file.
+# throughput (tokens/s, MFU) of gpt2_124m and of a Llama that fits one GPU (tinyllama_1b) next to
+# the raw PyTorch loop, figures written to a file.
 #
 #   bench/gpu_check.sh [--wheels DIR] [--out DIR] [--steps N]   on a CUDA machine
 #   bench/gpu_check.sh --dry-run [--out DIR]                      anywhere: CPU, gloo, tiny model
@@ -37,10 +38,10 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4} WANDB_MODE=offline PYTHONUNBUFFERED
 export EXPCONF_CACHE=${EXPCONF_CACHE:-$OUT/cache}
 
 # 1. Dependencies: only what torch + pytorch-lightning do not bring, from the wheel folder.
-if ! $PY -c "import expconf, hydra, omegaconf, yaml, numpy, safetensors" 2>/dev/null; then
+if ! $PY -c "import expconf, hydra, omegaconf, yaml, numpy, safetensors, tokenizers" 2>/dev/null; then
     if [ -d "$WHEELS" ]; then
         $PY -m pip install -q --no-index --find-links "$WHEELS" \
-            hydra-core omegaconf antlr4-python3-runtime PyYAML safetensors rich numpy
+            hydra-core omegaconf antlr4-python3-runtime PyYAML safetensors rich numpy tokenizers
         if ls "$WHEELS"/expconf-*.whl >/dev/null 2>&1; then
             $PY -m pip install -q --no-index --no-deps --find-links "$WHEELS" expconf
         else
@@ -52,15 +53,21 @@ if ! $PY -c "import expconf, hydra, omegaconf, yaml, numpy, safetensors" 2>/dev/
     fi
 fi
 
+# Throughput recipes: gpt2_124m and tinyllama_1b (a Llama: RoPE, RMSNorm, SwiGLU, 4 key/value
+# heads) as published, with a global batch cut to a few micro-batches so a step takes about a second.
+THROUGHPUT=(gpt2_124m tinyllama_1b)
 if [ "$DRY" = 1 ]; then
-    NGPU=2; ACCEL=cpu; RECIPE=gpt; DEVICE=cpu; STEPS=4; WARMUP=1; REPEATS=1
-    MODEL=(model.n_layer=1 model.n_head=2 model.n_embd=32 data.seq_length=32 data.micro_batch_size=4
-           data.global_batch_size=8 data.corpus_megabytes=1)
+    NGPU=2; ACCEL=cpu; RECIPE=gpt2_124m; DEVICE=cpu; STEPS=4; WARMUP=1; REPEATS=1
+    MODEL=(model.n_layer=1 model.n_head=2 model.n_embd=32 model.ffn_hidden_size=64 model.compile=false
+           data.seq_length=32 data.micro_batch_size=4 data.global_batch_size=8 data.corpus_megabytes=1)
+    BATCH_gpt2_124m=(); BATCH_tinyllama_1b=(model.n_kv_head=1)
 else
     NGPU=$($PY -c "import torch; print(torch.cuda.device_count())")
     [ "$NGPU" -ge 1 ] || { echo "no CUDA device visible" >&2; exit 1; }
-    ACCEL=gpu; RECIPE=gpt_124m; DEVICE=cuda; WARMUP=10; REPEATS=2
-    MODEL=()
+    ACCEL=gpu; RECIPE=gpt2_124m; DEVICE=cuda; WARMUP=10; REPEATS=2
+    MODEL=(data.corpus_megabytes=8)
+    BATCH_gpt2_124m=(data.micro_batch_size=16 data.global_batch_size=64)
+    BATCH_tinyllama_1b=(data.micro_batch_size=4 data.global_batch_size=8)
 fi
 $PY - <<'EOF' | tee -a "$FIGURES"
 import torch, pytorch_lightning as pl
@@ -77,7 +84,7 @@ DDP=(+recipe=$RECIPE "${MODEL[@]}" trainer.accelerator=$ACCEL trainer.devices=$N
      trainer.enable_progress_bar=false log.tensorboard.enabled=false log.log_dir=$OUT/runs)
 if [ "$DRY" = 0 ]; then
     # 124M shape, a small batch: this checks the collective path, not speed.
-    DDP+=(model.compile=false data.micro_batch_size=4 "data.global_batch_size=$((4 * NGPU))" data.corpus_megabytes=8)
+    DDP+=(model.compile=false data.micro_batch_size=4 "data.global_batch_size=$((4 * NGPU))")
 fi
 ddp_check() {
     local label=$1; shift
@@ -93,7 +100,13 @@ ddp_check() {
 ddp_check expconf $PY -m expconf.train
 ddp_check torchrun $PY -m torch.distributed.run --standalone --nproc_per_node="$NGPU" -m expconf.train
 
-# 3. Throughput of the recipe on one GPU, expconf and the raw loop interleaved in one process.
-$PY -m bench.gpu_throughput --recipe $RECIPE --device $DEVICE --steps "$STEPS" --warmup $WARMUP \
-    --repeats $REPEATS --out "$OUT/throughput.json" "${MODEL[@]}" | tee -a "$FIGURES"
-echo "figures: $FIGURES (details: $OUT/throughput.json)"
+# 3. Throughput of each recipe on one GPU, expconf and the raw loop interleaved in one process.
+for R in "${THROUGHPUT[@]}"; do
+    batch="BATCH_${R}[@]"
+    $PY -m expconf.describe +recipe=$R "${MODEL[@]}" "${!batch}" trainer.accelerator=$ACCEL trainer.devices=1 \
+        trainer.strategy=auto | sed "s/^/$R: /" | tee -a "$FIGURES"
+    $PY -m bench.gpu_throughput --recipe $R --device $DEVICE --steps "$STEPS" --warmup $WARMUP \
+        --repeats $REPEATS --out "$OUT/throughput_$R.json" "${MODEL[@]}" "${!batch}" trainer.strategy=auto \
+        | sed "s/^/$R: /" | tee -a "$FIGURES"
+done
+echo "figures: $FIGURES (details: $OUT/throughput_*.json)"

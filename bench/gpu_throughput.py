@@ -1,6 +1,6 @@
 """Training throughput of a GPT recipe through expconf next to the raw PyTorch loop, in one process.
 
-``python -m bench.gpu_throughput --recipe gpt_124m --steps 30 --out figures.json`` trains the same
+``python -m bench.gpu_throughput --recipe gpt2_124m --steps 30 --out figures.json`` trains the same
 model, data and optimizer twice, interleaved expconf / raw / expconf / raw, and reports, from the
 steady-state steps (the first ``--warmup`` steps, compilation included, are left out):
 tokens per second and MFU, the model FLOPs (``GPT.flops_per_token()``, the nanoGPT formula)
@@ -20,17 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-#: Dense bf16 tensor-core peak (no sparsity) per card, in FLOP/s, by a substring of the card's name.
-#: Checked in order, so the PCIe / NVL variants match before the SXM default.
-BF16_PEAK = {
-    "H200": 989e12,
-    "H100 PCIe": 756e12,
-    "H100 NVL": 835e12,
-    "H100": 989e12,  # SXM
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-}
+from expconf.flops import mfu as model_flops_utilization
+from expconf.flops import peak_flops
+from expconf.train import compose_root
 
 
 @dataclass
@@ -44,30 +36,6 @@ class Figures:
     tokens_per_s: float
     mfu: float | None
     losses: list[float]
-
-
-def peak_flops(device_name: str, override_tflops: float | None) -> float | None:
-    """The card's dense bf16 peak in FLOP/s (None when unknown and not given)."""
-    if override_tflops:
-        return override_tflops * 1e12
-    for key, flops in BF16_PEAK.items():
-        if key in device_name:
-            return flops
-    return None
-
-
-def compose(recipe: str, overrides: list[str]) -> Any:
-    """The validated RootConfig of ``+recipe=RECIPE OVERRIDES`` (what the CLI would train)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    from expconf.config.store import register_all
-    from expconf.train import to_root
-
-    register_all()
-    with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
-        cfg = hydra_compose(config_name="expconf", overrides=[f"+recipe={recipe}", *overrides])
-    return to_root(cfg)
 
 
 def expconf_steps(root: Any, log_dir: str) -> tuple[list[float], list[float], int]:
@@ -131,14 +99,14 @@ def summarize(
     med = statistics.median(steady)
     tokens = root.data.global_batch_size * root.data.seq_length
     tps = tokens / med
-    mfu = flops_per_token * tps / peak if peak else None
+    mfu = model_flops_utilization(flops_per_token, tps, peak) if peak else None
     return Figures(path, device, len(steady), med, tps, mfu, losses)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Measure and write the figures (JSON) to ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default="gpt_124m")
+    ap.add_argument("--recipe", default="gpt2_124m")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--steps", type=int, default=30, help="optimizer steps per measurement")
     ap.add_argument("--warmup", type=int, default=10, help="first steps left out (compilation, allocator)")
@@ -171,10 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     results: list[Figures] = []
     with tempfile.TemporaryDirectory(prefix="expconf-throughput-") as tmp:
         for i in range(args.repeats):
-            root = compose(args.recipe, overrides)
+            root = compose_root([f"recipe={args.recipe}", *overrides])
             measured = expconf_steps(root, f"{tmp}/{i}")
             results.append(summarize("expconf", device_name, measured, args.warmup, root, peak))
-            root = compose(args.recipe, overrides)
+            root = compose_root([f"recipe={args.recipe}", *overrides])
             measured = raw_steps(root, args.device, precision)
             results.append(summarize("raw", device_name, measured, args.warmup, root, peak))
     best = {p: max((r for r in results if r.path == p), key=lambda r: r.tokens_per_s) for p in ("expconf", "raw")}

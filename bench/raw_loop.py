@@ -68,7 +68,7 @@ def raw_train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, optim_cfg, steps))
     params = [p for group in opt.param_groups for p in group["params"]]
     step_model = torch.compile(model) if model_cfg.compile else model
-    dataset = TokenWindows(train_path, data_cfg.seq_length)
+    dataset = TokenWindows(train_path, data_cfg.seq_length, token_vocab)
     sampler = train_sampler(data_cfg, len(dataset), seed, 0, world_size)
     loader = make_loader(data_cfg, dataset, sampler, seed)
     accumulate = data_cfg.global_batch_size // (data_cfg.micro_batch_size * world_size)

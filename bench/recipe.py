@@ -6,21 +6,6 @@ from dataclasses import asdict
 from typing import Any
 
 
-def compose_root(overrides: list[str]) -> Any:
-    """``python -m expconf.train OVERRIDES`` composed and validated in-process: a RootConfig."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    from expconf.config.store import register_all
-    from expconf.train import to_root
-
-    register_all()
-    GlobalHydra.instance().clear()
-    with initialize_config_module("expconf.conf", version_base="1.3"):
-        cfg = compose("expconf", overrides=overrides)
-    return to_root(cfg)
-
-
 def raw_job(root: Any, steps: int) -> dict[str, Any]:
     """The JSON job of ``python -m bench.raw_loop`` for the same model, data, optimizer and seed."""
     return {

@@ -101,8 +101,8 @@ def run_bare_lightning(job: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 def prepare(overrides: list[str]) -> Any:
     """Compose the config and build the token cache once, so no timed run pays for it."""
-    from bench.recipe import compose_root
     from expconf.data import prepare_tokens
+    from expconf.train import compose_root
 
     root = compose_root(overrides)
     prepare_tokens(root.data)

@@ -8,7 +8,9 @@ Added to a CLI run without touching its config files::
 The loss of an optimizer step is the mean over its micro-batches computed as Lightning's
 backward sees it: the sum, in float32 and in order, of each micro-batch's ``loss / k`` (``k``
 micro-batches per step). The raw loop (bench/raw_loop.py) computes the same quantity the same
-way, so the two lists compare bitwise. Per step the callback only appends a tensor and a
+way, so the two lists compare bitwise when both sides run with the same intra-op thread count
+(recorded here as ``threads``: a CPU reduction split over another number of threads sums in
+another order). Per step the callback only appends a tensor and a
 ``perf_counter`` reading; floats are taken and the file is written once, at the end of training.
 """
 
@@ -68,6 +70,7 @@ class StepLog(Callback):
             cpu_ends=self.cpu_ends,
             cpu_start=self.cpu_start,
             first_step_unix=self.first_step_unix,
+            threads=torch.get_num_threads(),
         )
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.loggers import TensorBoardLogger
 
 from expconf import decisions, launch
 from expconf.callbacks.preemption import REQUEUE_EXIT_CODE, PreemptionCallback, requeue_slurm_job
+from expconf.callbacks.run_stats import RunStats, run_stats_lines
+from expconf.hparams import log_hyperparameters
 from expconf.logger import NeMoLogger
 from expconf.resume import AutoResume
 
@@ -29,6 +33,10 @@ class TrainResult:
     val_loss: float | None
     global_step: int
     preempted: bool
+    wall_time_s: float | None = None
+    tokens_per_sec: float | None = None
+    mfu: float | None = None
+    tensorboard: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -44,6 +52,9 @@ class TrainResult:
             f"last checkpoint: {self.last_model_path or 'n/a'}",
             f"final val_loss:  {val}   (global step {self.global_step})",
         ]
+        lines += run_stats_lines(self.wall_time_s, self.tokens_per_sec, self.mfu)
+        if self.tensorboard:
+            lines.append(f"tensorboard:     tensorboard --logdir {shlex.quote(str(self.run_dir))}")
         if self.preempted:
             lines.append(f"preempted: resumable checkpoint written; exit code {REQUEUE_EXIT_CODE} (requeue)")
         return "\n".join(lines)
@@ -85,6 +96,9 @@ def train(
         app = log.setup(trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides)
         run_dir = Path(app.log_dir)
         resume.setup(trainer, model)  # sets trainer.ckpt_path, as NeMo's does
+        log_hyperparameters(trainer.loggers, task_config)
+        stats = RunStats()
+        trainer.callbacks.append(stats)  # type: ignore[attr-defined]
         if data is not None:
             trainer.fit(model, datamodule=data)
         else:
@@ -99,7 +113,7 @@ def train(
         # ``train()`` in the same process decides its own run dir and checkpoint.
         decisions.release(launch.RUN_DIR_ENV)
         decisions.release(launch.RESUME_ENV)
-    result = _result(trainer, run_dir)
+    result = _result(trainer, run_dir, stats)
     if result.preempted and exit_on_preemption:
         if trainer.is_global_zero:
             requeue_slurm_job()
@@ -122,7 +136,7 @@ def _check_resume_first(log: NeMoLogger, resume: AutoResume) -> None:
         resume.check(str(where), getattr(ckpt, "storage_options", None))
 
 
-def _result(trainer: pl.Trainer, run_dir: Path) -> TrainResult:
+def _result(trainer: pl.Trainer, run_dir: Path, stats: RunStats) -> TrainResult:
     ckpt = trainer.checkpoint_callback
     preempted = any(isinstance(c, PreemptionCallback) and c.preempted for c in trainer.callbacks)  # type: ignore[attr-defined]
     val = trainer.callback_metrics.get("val_loss")
@@ -134,4 +148,8 @@ def _result(trainer: pl.Trainer, run_dir: Path) -> TrainResult:
         val_loss=float(val) if val is not None else None,
         global_step=int(trainer.global_step),
         preempted=preempted,
+        wall_time_s=stats.wall_time_s,
+        tokens_per_sec=stats.tokens_per_sec,
+        mfu=stats.mfu,
+        tensorboard=any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers),
     )

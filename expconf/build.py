@@ -13,6 +13,8 @@ import torch
 from expconf import launch, targets
 from expconf.api import TrainResult, train
 from expconf.callbacks.preemption import PreemptionCallback
+from expconf.callbacks.progress import StepProgressBar
+from expconf.callbacks.summary import ModelSummary
 from expconf.callbacks.timing import TimingCallback
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.config.ckpt import CheckpointConfig
@@ -20,6 +22,7 @@ from expconf.config.log import LogConfig
 from expconf.config.resume import ResumeConfig
 from expconf.config.root import RootConfig
 from expconf.config.trainer import TrainerConfig
+from expconf.console import quiet_library_noise
 from expconf.data import TokenDataModule
 from expconf.logger import NeMoLogger, RunDirTensorBoardLogger
 from expconf.resume import AutoResume
@@ -57,6 +60,8 @@ def build_logger(cfg: LogConfig) -> NeMoLogger:
             offline=w.offline,
             log_model=w.log_model,
         )
+        if wandb._wandb_init.get("anonymous") is None:
+            wandb._wandb_init.pop("anonymous", None)  # Lightning passes None, W&B warns that it is ignored
     tensorboard: Any = None
     if cfg.tensorboard.enabled:
         tensorboard = RunDirTensorBoardLogger(
@@ -96,7 +101,7 @@ def build_strategy(cfg: TrainerConfig) -> Any:
 
 
 def build_callbacks(root: RootConfig) -> list[pl.Callback]:
-    """TimingCallback, PreemptionCallback, progress bar and the allow-listed extras."""
+    """TimingCallback, PreemptionCallback, progress bar, model summary and the allow-listed extras."""
     from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 
     cbs: list[pl.Callback] = []
@@ -106,7 +111,10 @@ def build_callbacks(root: RootConfig) -> list[pl.Callback]:
     if c.preemption:
         cbs.append(PreemptionCallback(c.preemption_signal))
     if root.trainer.enable_progress_bar:
-        cbs.append(RichProgressBar() if c.progress_bar == "rich" and _rich_ok() else TQDMProgressBar())
+        bars = {"steps": StepProgressBar, "rich": RichProgressBar if _rich_ok() else TQDMProgressBar}
+        cbs.append(bars.get(c.progress_bar, TQDMProgressBar)())
+    if root.trainer.enable_model_summary is not False:
+        cbs.append(ModelSummary())
     for i, node in enumerate(c.extra):
         cbs.append(targets.instantiate(dict(node), f"callbacks.extra[{i}]"))
     return cbs
@@ -128,6 +136,8 @@ def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
         if f.name not in ("precision", "strategy", "max_epochs") and getattr(t, f.name) is not None
     }
     kwargs["max_epochs"] = t.max_epochs if t.max_epochs is not None else (1000 if t.max_steps == -1 else -1)
+    if any(isinstance(c, ModelSummary) for c in callbacks):
+        kwargs["enable_model_summary"] = False  # expconf's summary replaces Lightning's default one
     return pl.Trainer(
         **kwargs,
         precision=resolve_precision(t),  # type: ignore[arg-type]
@@ -156,6 +166,7 @@ def build_model(root: RootConfig, data: TokenDataModule) -> pl.LightningModule:
 
 def build(root: RootConfig) -> Built:
     """All objects of one run, from a validated config."""
+    quiet_library_noise()
     pl.seed_everything(root.seed, workers=True, verbose=False)
     data = TokenDataModule(root.data, seed=root.seed)
     model = build_model(root, data)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+from pathlib import Path
 from typing import Any
 
 from expconf.errors import NO_VALUE, ConfigError, did_you_mean
@@ -22,8 +22,11 @@ _OPTIONS_WITH_VALUE = {
     "--package",
     "-p",
     "--experimental-rerun",
-    "--shell-completion",
-    "-sc",
+}
+#: Options whose value is optional: the next word is theirs only when it is one of these.
+_OPTIONAL_VALUE = {
+    "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+    "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
 }
 _FLAGS = {
     "--multirun",
@@ -35,9 +38,12 @@ _FLAGS = {
     "--run",
     "-r",
     "--version",
-    "--info",
-    "-i",
+    "--shell-completion",
+    "-sc",
 }
+
+#: Config groups in the defaults list of conf/expconf.yaml, in precedence order (later wins).
+DEFAULTS_GROUPS = ("recipe", "trainer", "model", "experiment")
 
 
 def reorder_options(argv: list[str]) -> list[str]:
@@ -52,12 +58,31 @@ def reorder_options(argv: list[str]) -> list[str]:
             options += [arg, argv[i + 1]]
             i += 2
             continue
-        if head in _OPTIONS_WITH_VALUE or arg in _FLAGS:
+        if arg in _OPTIONAL_VALUE and i + 1 < len(argv) and argv[i + 1] in _OPTIONAL_VALUE[arg]:
+            options += [arg, argv[i + 1]]
+            i += 2
+            continue
+        if head in _OPTIONS_WITH_VALUE or head in _OPTIONAL_VALUE or arg in _FLAGS:
             options.append(arg)
         else:
             overrides.append(arg)
         i += 1
     return options + overrides
+
+
+def select_groups(argv: list[str]) -> list[str]:
+    """``+recipe=gpt`` -> ``recipe=gpt`` for the groups already in expconf's defaults list.
+
+    Hydra refuses to append a group that its primary config lists, so the old spelling is
+    rewritten; with a user's own primary config (``--config-name``) nothing is touched.
+    """
+    if any(a.split("=", 1)[0] in ("--config-name", "-cn") for a in argv):
+        return list(argv)
+    out = []
+    for arg in argv:
+        m = re.fullmatch(r"\+({})=(.*)".format("|".join(DEFAULTS_GROUPS)), arg, re.S)
+        out.append(f"{m.group(1)}={m.group(2)}" if m else arg)
+    return out
 
 
 def override_value(key: str, argv: list[str] | None) -> Any:
@@ -94,7 +119,7 @@ def group_options(group: str, argv: list[str] | None = None) -> list[str]:
         names.update(n.removesuffix(".yaml") for n in ConfigStore.instance().list(group))
     except OSError:
         pass
-    folders: list[Any] = [os.path.join(d, group) for d in config_dirs(argv)]
+    folders: list[Any] = [Path(d) / group for d in config_dirs(argv)]
     try:
         folders.append(resources.files("expconf.conf").joinpath(group))
     except ModuleNotFoundError:
@@ -213,6 +238,15 @@ def one_line(exc: BaseException, argv: list[str] | None = None) -> ConfigError:
             m = re.search(r"directory '([^']+)' not found", str(err))
             folder = m.group(1) if m else str(err)
             return ConfigError("--config-dir", folder, "an existing folder of YAML configs")
+    m = re.search(r"Multiple values for (\S+)\. To override a value use 'override \S+: ([^']*)'", msg)
+    if m:  # an experiment's `- /model: NAME` while expconf's defaults list already has model
+        group, value = m.group(1).lstrip("/"), m.group(2)
+        return ConfigError(
+            group,
+            value,
+            f"'- override /{group}: {value}' in the config's defaults list",
+            f"{group} is a group of expconf's defaults list, so a config selects it with override",
+        )
     m = re.search(r"Could not override '([^']+)'\. No match in the defaults list", msg)
     if m:
         group = m.group(1)

@@ -15,18 +15,23 @@ from expconf.sampler import ResumableSampler
 from expconf.tokens import (
     TEXT_SUFFIXES,
     TOKEN_DTYPE,
+    BlendedWindows,
     Tokenizer,
     TokenWindows,
     cache_root,
     default_corpus_files,
     make_loader,
+    prepare_sources,
     prepare_tokens,
+    resolve_tokenizer,
     train_sampler,
+    windows,
 )
 
 __all__ = [
     "TEXT_SUFFIXES",
     "TOKEN_DTYPE",
+    "BlendedWindows",
     "TokenDataModule",
     "TokenWindows",
     "Tokenizer",
@@ -44,18 +49,31 @@ class TokenDataModule(pl.LightningDataModule):
         self.cfg = cfg
         self.seed = seed
         self.vocab_size: int | None = None
-        self.train_path: Path | None = None
-        self.val_path: Path | None = None
+        self.sources: list[tuple[float, Path, Path]] = []
         self.sampler: ResumableSampler | None = None
         self._resume_step: int | None = None
 
     def prepare_data(self) -> None:
         """Build the token cache once per node (Lightning calls it on local rank 0)."""
-        self.train_path, self.val_path, self.vocab_size = prepare_tokens(self.cfg)
+        self.sources, self.vocab_size = prepare_sources(self.cfg)
 
     def setup(self, stage: str) -> None:
-        """Every rank opens the cache (built by prepare_data; rebuilt here if needed)."""
-        self.train_path, self.val_path, self.vocab_size = prepare_tokens(self.cfg)
+        """Every rank opens the cache (built by prepare_data; rebuilt here if needed); rank 0
+        records the tokenizer in the run dir."""
+        self.sources, self.vocab_size = prepare_sources(self.cfg)
+        trainer = self.trainer
+        if trainer is not None and trainer.is_global_zero and stage == "fit":
+            record_tokenizer(self.cfg, Path(trainer.default_root_dir))
+
+    @property
+    def train_path(self) -> Path | None:
+        """The train token file of the first source."""
+        return self.sources[0][1] if self.sources else None
+
+    @property
+    def val_path(self) -> Path | None:
+        """The validation token file of the first source."""
+        return self.sources[0][2] if self.sources else None
 
     def tokens_per_step(self) -> int:
         """Tokens in one optimizer step over all ranks."""
@@ -69,8 +87,8 @@ class TokenDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader[Any]:
         """Loader over the train split, sharded by rank (Lightning's sampler replacement is off)."""
-        assert self.train_path is not None
-        ds = TokenWindows(self.train_path, self.cfg.seq_length)
+        assert self.sources and self.vocab_size is not None
+        ds = windows(self.sources, "train", self.cfg.seq_length, self.vocab_size)
         rank, world = self._world()
         accumulate = max(self.cfg.global_batch_size // (self.cfg.micro_batch_size * world), 1)
         full_steps = (len(ds) // world) // (self.cfg.micro_batch_size * accumulate)
@@ -92,8 +110,8 @@ class TokenDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader[Any]:
         """Loader over the validation split, in order."""
-        assert self.val_path is not None
-        ds = TokenWindows(self.val_path, self.cfg.seq_length)
+        assert self.sources and self.vocab_size is not None
+        ds = windows(self.sources, "val", self.cfg.seq_length, self.vocab_size)
         rank, world = self._world()
         sampler = ResumableSampler(
             len(ds),
@@ -118,3 +136,26 @@ class TokenDataModule(pl.LightningDataModule):
         self._resume_step = int(state_dict["global_step"])
         if self.sampler is not None:
             self.sampler.resume_at(self._resume_step)
+
+
+#: Written into the run dir: which tokenizer fed the run.
+TOKENIZER_RECORD = "tokenizer_info.json"
+
+
+def record_tokenizer(cfg: DataConfig, run_dir: Path) -> None:
+    """Write ``tokenizer_info.json`` (spec, vocabulary, content hash) into a NeMoLogger run dir and,
+    for a file tokenizer (trained BPE or the user's), a copy as ``tokenizer.json``. Nothing is
+    written outside a run dir (a folder without NeMoLogger's cmd-args.log) or over a file."""
+    import json
+    import shutil
+
+    if not (run_dir / "cmd-args.log").is_file():
+        return
+    tok = resolve_tokenizer(cfg)
+    info = {**tok.describe(), "requested": cfg.tokenizer}
+    target = run_dir / TOKENIZER_RECORD
+    if not target.exists():
+        target.write_text(json.dumps(info, indent=2) + "\n")
+    copy = run_dir / "tokenizer.json"
+    if tok.spec != "byte" and not copy.exists():
+        shutil.copyfile(tok.spec, copy)

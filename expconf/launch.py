@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
 RUN_DIR_ENV = "EXPCONF_RUN_DIR"
 RESUME_ENV = "EXPCONF_RESUME_CKPT"
+#: Path of the private file (mode 0600, removed by the child once read) holding a DDP child's config.
 CHILD_CONFIG_ENV = "EXPCONF_CHILD_CONFIG"
 NO_CHECKPOINT = "<none>"
 
@@ -107,3 +110,55 @@ def clean_dist_env(before: dict[str, str] | None = None) -> None:
 def config_digest(cfg: Any) -> str:
     """sha256 of a config container, independent of key order (``config.yaml`` loads to the same)."""
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# The resolved config of the running job (secrets included) for the DDP children this process
+# starts. It never enters an environment: each child gets a file of its own that only this user
+# can read, and removes it as soon as it has read it.
+_child_config: dict[str, Any] | None = None
+_child_dir: str | None = None
+
+
+def keep_child_config(cfg: dict[str, Any]) -> None:
+    """Remember the job's resolved config for the DDP children of this job."""
+    global _child_config
+    _child_config = cfg
+
+
+def write_child_config(local_rank: int) -> str:
+    """A new private file holding the job config for child ``local_rank``; returns its path."""
+    import yaml
+
+    global _child_dir
+    if _child_config is None:
+        raise RuntimeError("no job config to hand to DDP children: start DDP runs through python -m expconf.train")
+    if _child_dir is None:
+        _child_dir = tempfile.mkdtemp(prefix="expconf-child-")  # mode 0700
+    path = os.path.join(_child_dir, f"rank{local_rank}.yaml")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(_child_config, f)
+    return path
+
+
+def read_child_config() -> dict[str, Any]:
+    """In a DDP child: the job config its parent wrote; the file is removed once read."""
+    import yaml
+
+    path = os.environ.pop(CHILD_CONFIG_ENV)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    finally:
+        os.unlink(path)
+    assert isinstance(data, dict)
+    return data
+
+
+def forget_child_config() -> None:
+    """At the end of a job: drop the config and any child file a dead child left unread."""
+    global _child_config, _child_dir
+    _child_config = None
+    if _child_dir is not None:
+        shutil.rmtree(_child_dir, ignore_errors=True)
+        _child_dir = None

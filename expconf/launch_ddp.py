@@ -2,7 +2,8 @@
 
 Lightning's own launcher re-runs ``sys.argv``; under ``python -m expconf.train -m ...`` each child
 would re-run the whole sweep. Here every child runs ``python -m expconf.train`` with the
-resolved config of *its* job in ``$EXPCONF_CHILD_CONFIG`` and the run dir and resume decisions
+resolved config of *its* job in a private file named by ``$EXPCONF_CHILD_CONFIG`` (mode 0600,
+removed by the child once read: secrets never enter an environment) and the run dir and resume decisions
 in ``$EXPCONF_RUN_DIR`` / ``$EXPCONF_RESUME_CKPT``, so all ranks train the same job in one dir.
 """
 
@@ -18,7 +19,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from expconf.launch import CHILD_CONFIG_ENV, config_digest
+from expconf.launch import CHILD_CONFIG_ENV, config_digest, write_child_config
 from expconf.redact import collect_secrets, redact
 
 log = logging.getLogger("expconf")
@@ -30,8 +31,6 @@ class ChildConfigLauncher(_SubprocessScriptLauncher):
     def _call_children_scripts(self) -> None:
         self._check_can_spawn_children()
         self.procs = []
-        if CHILD_CONFIG_ENV not in os.environ:
-            raise RuntimeError(f"{CHILD_CONFIG_ENV} is not set: start DDP runs through python -m expconf.train")
         env = self.cluster_environment
         os.environ["MASTER_ADDR"] = env.main_address
         os.environ["MASTER_PORT"] = str(env.main_port)
@@ -41,6 +40,7 @@ class ChildConfigLauncher(_SubprocessScriptLauncher):
         for local_rank in range(1, self.num_processes):
             child_env = os.environ.copy()
             child_env["LOCAL_RANK"] = str(local_rank)
+            child_env[CHILD_CONFIG_ENV] = write_child_config(local_rank)
             cmd = [sys.executable, "-m", "expconf.train"]
             self.procs.append(subprocess.Popen(cmd, env=child_env))
 

@@ -25,6 +25,7 @@ from expconf import decisions, launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.io import StorageCheckpointIO
 from expconf.checkpoint.naming import LAST_SUFFIX, default_template
+from expconf.config.log import check_name
 from expconf.redact import RedactingFilter, collect_secrets, redact, redact_text
 from expconf.storage import is_remote
 
@@ -144,6 +145,8 @@ class NeMoLogger:
         if log_local_rank_0_only and log_global_rank_0_only:
             raise ValueError("NeMoLogger: log_local_rank_0_only and log_global_rank_0_only cannot both be true")
         self.name = name or "default"
+        check_name("name", self.name)  # each a single folder name: no '..', '/', control characters
+        check_name("version", "v" if version is None else version)
         self.log_dir = log_dir
         self.explicit_log_dir = explicit_log_dir
         self.version = version
@@ -214,8 +217,8 @@ class NeMoLogger:
         decisions.scope_of(trainer, launch.RUN_DIR_ENV)
         rank, local = launch.global_rank(), launch.local_rank()
         secrets = collect_secrets(task_config or {})
-        options = getattr(self.ckpt, "storage_options", None) or {}
-        secrets += [str(v) for v in options.values() if isinstance(v, str)]
+        # by key: not every option is secret (a plain Lightning ModelCheckpoint has none)
+        secrets += collect_secrets(dict(getattr(self.ckpt, "storage_options", None) or {}))
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
         # The log file opens before the run files are written, so their warnings land in it.

@@ -2,8 +2,8 @@
 
 ``show RUN_DIR`` lists the checkpoint candidates, the incomplete ones, and the checkpoint
 ``resume.resume_if_exists`` would pick and why (the decision is :func:`expconf.resume.decide`
-itself, not a copy). ``ls LOG_DIR`` lists the runs under a log dir with their last step, best
-metric and checkpoint locations. Nothing heavy is imported: no torch, no Lightning.
+itself, not a copy). ``ls [LOG_DIR]`` prints a table of the runs under a log dir (default
+./nemo_experiments): name, version, run or sweep job, state, last step, best metric, overrides. Nothing heavy is imported: no torch, no Lightning.
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ def _describe(meta: CheckpointMeta) -> str:
 
 
 def show(run_dir: Path, out: Any = None) -> int:
-    """Print candidates, incomplete checkpoints and resume's choice; 0, or 1 when resume would fail."""
+    """Print candidates, incomplete checkpoints and resume's choice; 0, or 1 when resume would fail.
+
+    A completed run (an '-end' checkpoint) is 0: resume would start nothing, which is no error.
+    """
     out = out or sys.stdout
     info = run_info(run_dir)
     storage = Storage(info.ckpt_dir)
@@ -90,7 +93,10 @@ def show(run_dir: Path, out: Any = None) -> int:
         print("  (none)", file=out)
     try:
         decision = decide(storage, info.resume_past_end)
-    except (TrainingCompletedError, IncompleteCheckpointError) as e:
+    except TrainingCompletedError as e:  # a finished run is a normal state, not a failure of `show`
+        print(f"resume would pick: nothing: {e}", file=out)
+        return 0
+    except IncompleteCheckpointError as e:
         print(f"resume would fail: {e}", file=out)
         return 1
     if decision.chosen is None:
@@ -117,39 +123,62 @@ def _best(metas: Iterable[CheckpointMeta], monitor: str | None, mode: str) -> Ch
     return pick(scored, key=lambda m: m.score if m.score is not None else 0.0)
 
 
+#: Columns of ``runs ls``; OVERRIDES (the command-line values of the run) comes last, unpadded.
+COLUMNS = ("NAME", "VERSION", "KIND", "STATE", "STEP", "BEST", "OVERRIDES")
+
+
+def is_sweep_job(run_dir: Path) -> bool:
+    """True when the run was one job of a ``-m`` sweep (its cmd-args.log has the flag)."""
+    words = (run_dir / "cmd-args.log").read_text().split()[1:]  # [0] is the program
+    return "-m" in words or "--multirun" in words
+
+
+def run_row(log_dir: Path, run_dir: Path) -> tuple[str, ...]:
+    """One ``runs ls`` row; raises on a run whose files cannot be read."""
+    parts = run_dir.relative_to(log_dir).parts
+    name, version = parts[0], "/".join(parts[1:]) or "-"
+    kind = "sweep job" if is_sweep_job(run_dir) else "run"
+    info = run_info(run_dir)
+    metas = list(_listing(info.ckpt_dir, Storage(info.ckpt_dir)).complete.values())
+    last_step = max((m.global_step for m in metas), default=None)
+    best = _best(metas, info.monitor, info.mode)
+    state = (
+        "completed"
+        if any(m.kind == "end" for m in metas)
+        else ("resumable" if any(m.kind == "last" for m in metas) else "no checkpoint")
+    )
+    best_text = f"{info.monitor}={best.score:.4g} (step {best.global_step})" if best and best.score is not None else "-"
+    overrides_file = run_dir / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    if not isinstance(overrides, list):
+        raise ValueError("overrides.yaml is not a list")
+    step = str(last_step) if last_step is not None else "-"
+    return name, version, kind, state, step, best_text, " ".join(str(o) for o in overrides)
+
+
 def ls(log_dir: Path, out: Any = None) -> int:
-    """Print one block per run: last step, best metric, where its checkpoints are."""
+    """Print a table of the runs under ``log_dir``; 1 when there are none or one could not be read."""
     out = out or sys.stdout
     runs = find_runs(log_dir)
     if not runs:
         print(f"no runs under {log_dir}", file=out)
         return 1
+    rows: list[tuple[str, ...]] = []
+    unreadable = 0
     for run_dir in runs:
-        info = run_info(run_dir)
-        storage = Storage(info.ckpt_dir)
-        listing = _listing(info.ckpt_dir, storage)
-        metas = list(listing.complete.values())
-        last_step = max((m.global_step for m in metas), default=None)
-        best = _best(metas, info.monitor, info.mode)
-        ends = [m for m in metas if m.kind == "end"]
-        lasts = sorted((m for m in metas if m.kind == "last"), key=lambda m: (m.global_step, m.created))
-        state = "completed" if ends else ("resumable" if lasts else "no checkpoint")
-        print(f"{run_dir}", file=out)
-        print(f"  last step:   {last_step if last_step is not None else 'n/a'} ({state})", file=out)
-        best_text = (
-            f"{info.monitor}={best.score:.4g} at step {best.global_step}" if best and best.score is not None else "n/a"
-        )
-        print(f"  best:        {best_text}", file=out)
-        print(f"  checkpoints: {storage.url}", file=out)
-        if best:
-            print(f"    best: {storage.path(best.name)}", file=out)
-        if lasts:
-            print(f"    last: {storage.path(lasts[-1].name)}", file=out)
-        if ends:
-            print(f"    end:  {storage.path(ends[-1].name)}", file=out)
-        if listing.incomplete:
-            print(f"    incomplete: {len(listing.incomplete)}", file=out)
-    return 0
+        try:
+            rows.append(run_row(log_dir, run_dir))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as e:
+            unreadable += 1
+            parts = run_dir.relative_to(log_dir).parts
+            why = " ".join(str(e).split())[:120]
+            rows.append((parts[0], "/".join(parts[1:]) or "-", "-", f"unreadable: {type(e).__name__}: {why}"))
+    # A row's last cell is never padded and sets no width (an unreadable row ends early).
+    widths = [max((len(r[i]) for r in [COLUMNS, *rows] if i < len(r) - 1), default=0) for i in range(len(COLUMNS))]
+    for row in [COLUMNS, *rows]:
+        cells = [c.ljust(widths[i]) if i < len(row) - 1 else c for i, c in enumerate(row)]
+        print("  ".join(cells).rstrip(), file=out)
+    return 1 if unreadable else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,8 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("show", help="candidates, incomplete checkpoints and what resume would pick")
     s.add_argument("run_dir", type=Path)
-    listing = sub.add_parser("ls", help="runs with last step, best metric and checkpoint locations")
-    listing.add_argument("log_dir", type=Path)
+    listing = sub.add_parser("ls", help="a table of runs: state, last step, best metric, overrides")
+    listing.add_argument("log_dir", type=Path, nargs="?", default=Path("nemo_experiments"))
     args = p.parse_args(argv)
     if args.command == "show":
         if not args.run_dir.is_dir():

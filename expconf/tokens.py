@@ -5,6 +5,7 @@ The raw-PyTorch benchmark loop uses this module directly; ``expconf.data`` wraps
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,7 +24,14 @@ from expconf.errors import ConfigError
 from expconf.sampler import ResumableSampler
 
 TEXT_SUFFIXES = (".txt", ".md", ".py", ".rst", ".json", ".csv", ".tex", ".html")
-TOKEN_DTYPE = np.uint16  # byte tokens and tokenizers vocabularies up to 65535
+TOKEN_DTYPE = np.uint16  # token files of vocabularies up to 65536 ids
+WIDE_TOKEN_DTYPE = np.uint32  # larger vocabularies (Llama 3: 128256)
+BPE_SPECIALS = ("<|endoftext|>",)
+
+
+def token_dtype(vocab_size: int) -> type[np.unsignedinteger[Any]]:
+    """The narrowest token-file dtype that holds ids below ``vocab_size``."""
+    return TOKEN_DTYPE if vocab_size <= np.iinfo(TOKEN_DTYPE).max + 1 else WIDE_TOKEN_DTYPE
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -59,27 +67,94 @@ class Tokenizer:
             self.vocab_size = 256
         else:
             if not Path(spec).is_file():
-                raise ConfigError("data.tokenizer", spec, "'byte' or an existing tokenizer.json file")
+                raise ConfigError("data.tokenizer", spec, "'byte', 'bpe' or an existing tokenizer.json file")
             try:
                 from tokenizers import Tokenizer as HFTokenizer
-            except ImportError as e:  # pragma: no cover - optional extra
-                raise ConfigError("data.tokenizer", spec, "'byte' (install expconf[tokenizers] for files)") from e
+            except ImportError as e:  # pragma: no cover - a dependency since the recipes need it
+                raise ConfigError("data.tokenizer", spec, "'byte' (the tokenizers package is missing)") from e
             self._tok = HFTokenizer.from_file(spec)
             self.vocab_size = int(self._tok.get_vocab_size())
-            if self.vocab_size > np.iinfo(TOKEN_DTYPE).max:
-                raise ConfigError("data.tokenizer", spec, "a vocabulary of at most 65535 tokens")
+            if self.vocab_size > np.iinfo(WIDE_TOKEN_DTYPE).max:
+                raise ConfigError("data.tokenizer", spec, "a vocabulary of at most 2**32 tokens")
+        self.dtype = token_dtype(self.vocab_size)
 
     def encode(self, text: bytes) -> np.ndarray:
         """Token ids of ``text``."""
         if self._tok is None:
-            return np.frombuffer(text, dtype=np.uint8).astype(TOKEN_DTYPE)
-        return np.asarray(self._tok.encode(text.decode("utf-8", errors="replace")).ids, dtype=TOKEN_DTYPE)
+            return np.frombuffer(text, dtype=np.uint8).astype(self.dtype)
+        return np.asarray(self._tok.encode(text.decode("utf-8", errors="replace")).ids, dtype=self.dtype)
 
     def fingerprint(self) -> str:
         """Identifies the tokenizer in cache keys."""
         if self._tok is None:
             return "byte"
         return hashlib.sha256(Path(self.spec).read_bytes()).hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        """What a run records about its tokenizer."""
+        return {"tokenizer": self.spec, "vocab_size": self.vocab_size, "sha256_16": self.fingerprint()}
+
+
+def _corpus_label(cfg: DataConfig) -> tuple[str, list[Path] | None, int | None]:
+    """Cache label, text files (None: the stdlib corpus, listed lazily) and byte budget of the text source."""
+    if cfg.path is None:
+        return f"stdlib:{sys.version_info[:2]}", None, cfg.corpus_megabytes * 1_000_000
+    src = Path(cfg.path).expanduser()
+    files = _text_files(src)
+    return f"text:{src.resolve()}:" + ",".join(f"{p}:{p.stat().st_size}" for p in files), files, None
+
+
+def _corpus_bytes(files: list[Path] | None, budget: int | None) -> list[bytes]:
+    """The text of ``files`` (the stdlib corpus when None), cut at ``budget`` bytes."""
+    chunks, total = [], 0
+    for p in files if files is not None else default_corpus_files():
+        data = p.read_bytes()
+        if budget is not None:
+            data = data[: max(budget - total, 0)]
+        if data:
+            chunks.append(data)
+            total += len(data)
+        if budget is not None and total >= budget:
+            break
+    return chunks
+
+
+def trained_bpe(cfg: DataConfig) -> Path:
+    """The byte-level BPE tokenizer.json trained on the data's text with ``data.bpe_vocab_size``
+    entries (fewer when the text runs out of merges), cached under the token cache."""
+    if cfg.bpe_vocab_size is None:
+        raise ConfigError("data.bpe_vocab_size", None, "the vocabulary size to train (tokenizer=bpe)")
+    if cfg.path is not None and Path(cfg.path).suffix == ".bin":
+        raise ConfigError("data.tokenizer", "bpe", "'byte' or a tokenizer.json for pre-tokenized .bin data")
+    label, files, budget = _corpus_label(cfg)
+    key = hashlib.sha256(f"bpe|{label}|{budget}|{cfg.bpe_vocab_size}".encode()).hexdigest()[:16]
+    out = cache_root(cfg) / "tokenizers" / key / "tokenizer.json"
+    if out.is_file():
+        return out
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.bpe_vocab_size,
+        special_tokens=list(BPE_SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator((c.decode("utf-8", errors="replace") for c in _corpus_bytes(files, budget)), trainer)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tokenizer.json.tmp-")
+    os.close(fd)
+    tok.save(tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def resolve_tokenizer(cfg: DataConfig) -> Tokenizer:
+    """The tokenizer ``data.tokenizer`` names: byte, the trained BPE, or a tokenizer.json file."""
+    return Tokenizer(str(trained_bpe(cfg)) if cfg.tokenizer == "bpe" else cfg.tokenizer)
 
 
 def _atomic_write_array(path: Path, arr: np.ndarray) -> None:
@@ -94,47 +169,30 @@ def _atomic_write_array(path: Path, arr: np.ndarray) -> None:
 
 def prepare_tokens(cfg: DataConfig) -> tuple[Path, Path, int]:
     """Build (or reuse) the cached train/val token files; returns their paths and the vocab size."""
-    tok = Tokenizer(cfg.tokenizer)
+    tok = resolve_tokenizer(cfg)
     if cfg.path is not None:
         src = Path(cfg.path).expanduser()
         if not src.exists():
             raise ConfigError("data.path", cfg.path, "an existing text file, folder of text files or .bin file")
         if src.suffix == ".bin":
-            tokens: np.ndarray = np.memmap(src, dtype=TOKEN_DTYPE, mode="r")
+            tokens: np.ndarray = np.memmap(src, dtype=tok.dtype, mode="r")
             if tokens.size == 0:
-                raise ConfigError("data.path", cfg.path, "a non-empty .bin file of uint16 tokens")
+                raise ConfigError("data.path", cfg.path, f"a non-empty .bin file of {np.dtype(tok.dtype).name} tokens")
             return _split_cached(cfg, tokens, f"bin:{src.resolve()}:{src.stat().st_size}", tok.vocab_size)
-        files = _text_files(src)
-        label = f"text:{src.resolve()}:" + ",".join(f"{p}:{p.stat().st_size}" for p in files)
-        budget = None
-    else:
-        files = []  # listed only when the cache misses: walking the stdlib takes seconds
-        label = f"stdlib:{sys.version_info[:2]}"
-        budget = cfg.corpus_megabytes * 1_000_000
+    label, files, budget = _corpus_label(cfg)
     key = hashlib.sha256(f"{label}|{tok.fingerprint()}|{budget}|{cfg.val_fraction}".encode()).hexdigest()[:16]
     out = cache_root(cfg) / "tokens" / key
     if (out / "meta.json").is_file():
         return out / "train.bin", out / "val.bin", tok.vocab_size
-    if cfg.path is None:
-        files = default_corpus_files()
-    chunks, total = [], 0
-    for p in files:
-        data = p.read_bytes()
-        if budget is not None:
-            data = data[: max(budget - total, 0)]
-        if data:
-            chunks.append(tok.encode(data))
-            total += len(data)
-        if budget is not None and total >= budget:
-            break
-    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=TOKEN_DTYPE)
+    chunks = [tok.encode(c) for c in _corpus_bytes(files, budget)]
+    tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=tok.dtype)
     if tokens.size == 0:
         raise ConfigError("data.path", cfg.path, "a file or folder with some text in it")
     return _write_split(out, tokens, cfg.val_fraction, tok.vocab_size, {"source": label[:200]})
 
 
 def _split_cached(cfg: DataConfig, tokens: np.ndarray, label: str, vocab: int) -> tuple[Path, Path, int]:
-    key = hashlib.sha256(f"{label}|{cfg.val_fraction}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{label}|{cfg.val_fraction}|{tokens.dtype}".encode()).hexdigest()[:16]
     out = cache_root(cfg) / "tokens" / key
     if (out / "meta.json").is_file():
         return out / "train.bin", out / "val.bin", vocab
@@ -147,7 +205,13 @@ def _write_split(
     n_val = max(int(len(tokens) * val_fraction), 2)
     _atomic_write_array(out / "train.bin", tokens[:-n_val])
     _atomic_write_array(out / "val.bin", tokens[-n_val:])
-    meta = {"train_tokens": len(tokens) - n_val, "val_tokens": n_val, "vocab_size": vocab, **extra}
+    meta = {
+        "train_tokens": len(tokens) - n_val,
+        "val_tokens": n_val,
+        "vocab_size": vocab,
+        "dtype": np.dtype(tokens.dtype).name,
+        **extra,
+    }
     tmp = out / ".meta.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, out / "meta.json")  # written last: the cache counts only once it exists
@@ -157,10 +221,10 @@ def _write_split(
 class TokenWindows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Non-overlapping windows of ``seq_length + 1`` tokens from a memory-mapped token file."""
 
-    def __init__(self, path: Path, seq_length: int) -> None:
+    def __init__(self, path: Path, seq_length: int, vocab_size: int = 256) -> None:
         self.path = path
         self.seq_length = seq_length
-        self.tokens = np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
+        self.tokens = np.memmap(path, dtype=token_dtype(vocab_size), mode="r")
         self.count = (len(self.tokens) - 1) // seq_length
 
     def __len__(self) -> int:
@@ -172,7 +236,65 @@ class TokenWindows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return window[:-1], window[1:]
 
 
-def make_loader(cfg: DataConfig, ds: TokenWindows, sampler: ResumableSampler, seed: int) -> DataLoader[Any]:
+class BlendedWindows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Windows of several token files mixed by weight in a fixed interleaving.
+
+    Source ``d`` gets ``round(w_d * total)`` of the ``total`` (= all sources' windows) samples,
+    spread evenly: its ``k``-th sample sits at time ``(k + 0.5) / w_d`` and the samples of all
+    sources are merged by time (ties by source order). An up-weighted source repeats its windows,
+    a down-weighted one uses evenly spaced windows. Index -> sample is a pure function, so the
+    sampler resumes a blend at the exact sample as it does a single file.
+    """
+
+    def __init__(self, parts: list[TokenWindows], weights: list[float]) -> None:
+        self.parts = parts
+        total = sum(len(p) for p in parts)
+        sources, samples, times = [], [], []
+        for d, (part, w) in enumerate(zip(parts, weights, strict=True)):
+            n = max(round(w * total), 1)
+            k = np.arange(n, dtype=np.int64)
+            sources.append(np.full(n, d, dtype=np.int64))
+            samples.append(k % len(part) if n >= len(part) else (k * len(part)) // n)
+            times.append((k + 0.5) / w)
+        order = np.argsort(np.concatenate(times), kind="stable")
+        self.source = np.concatenate(sources)[order]
+        self.sample = np.concatenate(samples)[order]
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.parts[int(self.source[i])][int(self.sample[i])]
+
+
+def source_configs(cfg: DataConfig) -> list[tuple[float, DataConfig]]:
+    """The single source, or each source of ``data.blend`` with its normalised weight."""
+    if not cfg.blend:
+        return [(1.0, cfg)]
+    return [(w, dataclasses.replace(cfg, path=p, blend=None)) for w, p in cfg.blend_pairs()]
+
+
+def prepare_sources(cfg: DataConfig) -> tuple[list[tuple[float, Path, Path]], int]:
+    """Token caches of every source: (weight, train, val) triples and the largest vocabulary."""
+    triples, vocab = [], 0
+    for w, sub in source_configs(cfg):
+        train, val, v = prepare_tokens(sub)
+        triples.append((w, train, val))
+        vocab = max(vocab, v)
+    return triples, vocab
+
+
+def windows(
+    sources: list[tuple[float, Path, Path]], split: str, seq_length: int, vocab_size: int
+) -> TokenWindows | BlendedWindows:
+    """The ``split`` ('train' or 'val') dataset over ``sources``: one file, or their blend."""
+    parts = [TokenWindows(train if split == "train" else val, seq_length, vocab_size) for _, train, val in sources]
+    if len(parts) == 1:
+        return parts[0]
+    return BlendedWindows(parts, [w for w, _, _ in sources])
+
+
+def make_loader(cfg: DataConfig, ds: Dataset[Any], sampler: ResumableSampler, seed: int) -> DataLoader[Any]:
     """A DataLoader over ``ds`` in ``sampler``'s order."""
     # A private generator keeps worker seeding from drawing on the global torch RNG, whose
     # state the checkpoint restores: resumed and uninterrupted runs then draw the same dropout.

@@ -14,7 +14,16 @@ from typing import Any
 import yaml
 
 from expconf.errors import DEBUG_ENV, USER_ERROR_EXIT_CODE, ConfigError
-from expconf.launch import CHILD_CONFIG_ENV, clean_dist_env, global_rank, snapshot_dist_env
+from expconf.launch import (
+    CHILD_CONFIG_ENV,
+    clean_dist_env,
+    forget_child_config,
+    global_rank,
+    keep_child_config,
+    read_child_config,
+    snapshot_dist_env,
+)
+from expconf.redact import scrub_argv
 
 MODEL_CLASS_KEY = "__model_config_class__"
 
@@ -38,6 +47,24 @@ def to_root(cfg: Any) -> Any:
     return root
 
 
+def compose_root(overrides: list[str]) -> Any:
+    """``python -m expconf.train OVERRIDES`` composed and validated in-process: a RootConfig.
+
+    For tools that need the run's config without running it (``expconf.describe``, the bench).
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from expconf.cli_args import select_groups
+    from expconf.config.store import register_all
+
+    register_all()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
+        cfg = compose(config_name="expconf", overrides=select_groups(overrides))
+    return to_root(cfg)
+
+
 def _task(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
@@ -50,6 +77,9 @@ def _task(cfg: Any) -> None:
         from expconf.storage import check_remote
 
         check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
+        from expconf.hardware import check_accelerator
+
+        check_accelerator(root.trainer)
         resolved: Any = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:
         # Reported here, not by Hydra: a failed job makes Hydra print an extra stderr line.
@@ -59,7 +89,8 @@ def _task(cfg: Any) -> None:
     assert isinstance(resolved, dict)
     model_cls = type(root.model)
     child = dict(resolved, **{MODEL_CLASS_KEY: f"{model_cls.__module__}.{model_cls.__qualname__}"})
-    os.environ[CHILD_CONFIG_ENV] = yaml.safe_dump(child)
+    keep_child_config(child)  # handed to DDP children in private files, never in the environment
+    scrub_argv()  # W&B and others record sys.argv
     try:
         from expconf.build import run
 
@@ -155,7 +186,7 @@ def _end_job(env_before: dict[str, str] | None = None) -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     clean_dist_env(env_before)
-    os.environ.pop(CHILD_CONFIG_ENV, None)
+    forget_child_config()
 
 
 def run_child() -> None:
@@ -168,7 +199,7 @@ def run_child() -> None:
     from expconf.config.store import register_all
 
     register_all()
-    data = yaml.safe_load(os.environ[CHILD_CONFIG_ENV])
+    data = read_child_config()
     model_cls = (
         targets.resolve(data.pop(MODEL_CLASS_KEY, "expconf.config.model.GPTModelConfig"), MODEL_CLASS_KEY)
         if MODEL_CLASS_KEY in data
@@ -189,14 +220,18 @@ def _hydra_main() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m expconf.train`` and the ``expconf-train`` script."""
-    from expconf.cli_args import reorder_options
+    from expconf.cli_args import reorder_options, select_groups
 
     args = list(sys.argv[1:] if argv is None else argv)
     if CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0" and not args:
         run_child()
         return
+    from expconf.cli_help import answer_help_or_version
+
+    if answer_help_or_version(args):
+        return
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    sys.argv = [sys.argv[0], *reorder_options(args)]
+    sys.argv = [sys.argv[0], *reorder_options(select_groups(args))]
     from expconf.config.store import register_all
 
     register_all()
@@ -205,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     store.sweep_dirs.clear()
     try:
         _import_config_modules()
+        from expconf import hydra_guard
+
+        hydra_guard.install()  # every composed config is checked before Hydra acts on it
         _hydra_main()
     except SystemExit:
         raise

@@ -1,6 +1,7 @@
-"""GPT-style pretraining: a nanoGPT-class decoder written here and its LightningModule.
+"""GPT-style pretraining: the decoder of ``gpt_model`` (GPT-2 and Llama families) as a LightningModule.
 
-The CLI presets live in ``conf/recipe/gpt.yaml`` (CPU) and ``conf/recipe/gpt_124m.yaml`` (GPU).
+The CLI presets live in ``conf/recipe/`` (``gpt`` for the CPU, the published models for GPUs) and
+the model shapes in ``conf/model/``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 
 from expconf.config.model import GPTModelConfig
 from expconf.config.optim import OptimConfig
+from expconf.errors import ConfigError
 from expconf.recipes.gpt_model import GPT, Block, CausalSelfAttention, build_optimizer, lr_lambda, padded_vocab
 
 __all__ = ["GPT", "Block", "CausalSelfAttention", "GPTModule", "build_optimizer", "lr_lambda", "padded_vocab"]
@@ -34,6 +36,10 @@ class GPTModule(pl.LightningModule):
         self.optim_config = optim or OptimConfig()
         self.global_batch_size = global_batch_size
         self.seq_length = seq_length
+        if config.vocab_size is not None and config.vocab_size < vocab_size:
+            raise ConfigError(
+                "model.vocab_size", config.vocab_size, f"at least the tokenizer's {vocab_size} tokens (or null)"
+            )
         self.vocab_size = config.vocab_size or padded_vocab(vocab_size)
         self.model = GPT(config, self.vocab_size, seq_length)
         self._step_loss: torch.Tensor | None = None
@@ -47,6 +53,10 @@ class GPTModule(pl.LightningModule):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)  # type: ignore[no-any-return]
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token (the MFU formula of ``GPT.flops_per_token``)."""
+        return self.gpt.flops_per_token()
 
     def consumed_samples(self) -> int:
         """Samples consumed after the step in progress completes."""

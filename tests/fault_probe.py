@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 
 
 class StepProbe(Callback):
     """Appends ``step micro loss.hex()`` per micro-batch to ``path`` (rank 0, flushed at once).
+
+    Each start line also records the process's intra-op thread count (``start STEP threads=N``):
+    tests that compare these losses bit for bit assert every run used the same count, since a
+    CPU reduction split over a different number of threads sums in a different order.
 
     ``signal_at``: send ``signal`` to this process right after optimizer step ``signal_at``
     completes, unless the run started at or after that step (a resumed run).
@@ -37,7 +42,7 @@ class StepProbe(Callback):
         self._start_step = trainer.global_step
         if trainer.is_global_zero:
             with self.path.open("a") as f:
-                f.write(f"start {trainer.global_step}\n")
+                f.write(f"start {trainer.global_step} threads={torch.get_num_threads()}\n")
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero and not trainer.sanity_checking:
@@ -73,6 +78,16 @@ class StepProbe(Callback):
 def validations(path: Path) -> list[int]:
     """The global steps at which validation ran, in order."""
     return [int(line.split()[1]) for line in path.read_text().splitlines() if line.startswith("val ")]
+
+
+def thread_counts(*paths: Path) -> set[int]:
+    """The intra-op thread counts recorded by every run start in ``paths``."""
+    counts = set()
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line.startswith("start "):
+                counts.add(int(line.split("threads=")[1]))
+    return counts
 
 
 def read_log(path: Path) -> tuple[dict[tuple[int, int], str], list[int], list[str]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,14 +29,32 @@ TINY = [
 ]
 
 
+#: Intra-op threads of every CLI run the tests start: runs whose floats are compared bit for bit
+#: must reduce in the same order, and a CPU reduction's order depends on the thread count.
+CLI_THREADS = 1
+
+
+@contextmanager
+def intra_op_threads(count: int) -> Iterator[int]:
+    """Run the block with ``count`` torch intra-op threads (restored after); yields the count in force."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
 def cli_env(tmp: Path | None = None, **extra: str) -> dict[str, str]:
-    """The environment a CLI run gets: offline W&B, one thread, shared token cache, no stale expconf vars."""
+    """The environment a CLI run gets: offline W&B, CLI_THREADS threads, shared token cache, no stale expconf vars."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("EXPCONF_", "WANDB_", "PL_"))}
     env.update(
         WANDB_MODE="offline",
         WANDB_SILENT="true",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
+        OMP_NUM_THREADS=str(CLI_THREADS),
+        MKL_NUM_THREADS=str(CLI_THREADS),
         PYTHONUNBUFFERED="1",
         EXPCONF_CACHE=os.environ.get("EXPCONF_TEST_CACHE", str(REPO / ".pytest_expconf_cache")),
     )

@@ -12,7 +12,8 @@ from pytorch_lightning.callbacks import Callback
 
 class TimingCallback(Callback):
     """Logs ``train_step_timing in s``, ``train_backward_timing in s``, validation and test step
-    timings, and ``tokens_per_sec`` when the model or datamodule knows its tokens per step.
+    timings, ``tokens_per_sec`` when the model or datamodule knows its tokens per step, and
+    ``model_tflops_per_sec`` / ``mfu`` when the model also has ``flops_per_token()``.
 
     Times are taken with ``time.perf_counter``; on CUDA the device is synchronised only at
     logging steps so the callback does not stall the pipeline on every step. Training timings
@@ -100,6 +101,21 @@ class TimingCallback(Callback):
         tokens = self._tokens(trainer) if self.log_tokens_per_sec else None
         if tokens and dt > 0:
             self._log(pl_module, "tokens_per_sec", tokens / dt, prog_bar=False)
+            self._log_flops(trainer, pl_module, tokens / dt)
+
+    def _log_flops(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tokens_per_s: float) -> None:
+        """``model_tflops_per_sec`` (all ranks) when the module knows its FLOPs per token, and ``mfu``
+        over the devices' dense bf16 peak on a known CUDA card (expconf.flops)."""
+        fn = getattr(pl_module, "flops_per_token", None)
+        if not callable(fn):
+            return
+        from expconf.flops import device_peak_flops, mfu
+
+        per_token = int(fn())
+        self._log(pl_module, "model_tflops_per_sec", per_token * tokens_per_s / 1e12)
+        peak = device_peak_flops(pl_module.device)
+        if peak:
+            self._log(pl_module, "mfu", mfu(per_token, tokens_per_s, peak * trainer.world_size), prog_bar=True)
 
     def on_validation_batch_start(
         self,

@@ -89,7 +89,11 @@ def is_checkpoint_name(name: str) -> bool:
 
 
 def scan(storage: Storage) -> Listing:
-    """List complete, incomplete and foreign checkpoints in ``storage``."""
+    """List complete, incomplete and foreign checkpoints in ``storage``.
+
+    The folder may belong to a live run that deletes old checkpoints while this reads: a marker
+    or checkpoint listed but gone when read was being deleted, and is left out of every list.
+    """
     names = storage.listdir()
     present = set(names)
     complete: dict[str, CheckpointMeta] = {}
@@ -106,13 +110,18 @@ def scan(storage: Storage) -> Listing:
                 continue
             try:
                 meta = CheckpointMeta.from_json(storage.read_bytes(name))
+            except FileNotFoundError:
+                present.discard(target)  # deleted since the listing: neither complete nor incomplete
+                continue
             except (ValueError, TypeError, KeyError):
                 incomplete.append(target)
                 continue
             complete[target] = meta
     for name in names:
-        if is_checkpoint_name(name) and name not in complete and name.endswith(CHECKPOINT_ENDINGS):
+        if name in present and is_checkpoint_name(name) and name not in complete and name.endswith(CHECKPOINT_ENDINGS):
             content = peek(storage, name)
+            if content is None and not storage.exists(name):
+                continue  # deleted since the listing
             if content is not None and "expconf" in content:
                 removable.append(name)  # expconf's, cut off before its marker was written
             elif content is not None and "global_step" in content:

@@ -16,7 +16,10 @@ class CallbacksConfig:
     timing: bool = doc(True, "TimingCallback: log 'train_step_timing in s' and tokens per second")
     preemption: bool = doc(True, "PreemptionCallback: checkpoint and exit with the requeue code on a signal")
     preemption_signal: str = doc("SIGTERM", "signal that means 'preempted' (SIGUSR1 under SLURM)")
-    progress_bar: str = doc("rich", "rich or tqdm")
+    progress_bar: str = doc(
+        "steps",
+        "steps: optimizer steps of max_steps with tokens/s and time left; rich or tqdm: Lightning's bars",
+    )
     extra: list[Any] = doc(help="more callbacks as {_target_: ..., ...}; targets must be allow-listed", factory=list)
 
     def validate(self) -> None:
@@ -29,10 +32,10 @@ class CallbacksConfig:
             "a signal name such as SIGTERM or SIGUSR1",
         )
         require(
-            self.progress_bar in ("rich", "tqdm"),
+            self.progress_bar in ("steps", "rich", "tqdm"),
             "callbacks.progress_bar",
             self.progress_bar,
-            "one of 'rich', 'tqdm'",
+            "one of 'steps', 'rich', 'tqdm'",
         )
         for i, cb in enumerate(self.extra):
             require(

@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from expconf.config.ckpt import CheckpointConfig
 from expconf.config.fields import doc, require
+from expconf.errors import ConfigError
+
+#: Longest ``log.name`` / ``log.version`` in bytes: one folder name, with room for ``_<k>`` suffixes
+#: and the file names inside it (file systems allow 255 bytes per name).
+MAX_NAME_BYTES = 128
+
+
+def check_name(key: str, value: Any) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a single, plain folder name.
+
+    Used for ``log.name`` and ``log.version`` (config validation and :class:`expconf.NeMoLogger`):
+    ``..``, separators, control characters or a very long name would put the run dir elsewhere.
+    """
+    text = str(value)
+    problem = ""
+    if not text.strip():
+        problem = "it is empty"
+    elif text in (".", ".."):
+        problem = f"'{text}' names a folder outside the run dir"
+    elif any(sep in text for sep in {"/", "\\", os.sep, os.altsep or "/"}):
+        problem = "it contains a path separator"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in text):
+        problem = "it contains a control character"
+    elif len(text.encode()) > MAX_NAME_BYTES:
+        problem = f"it is {len(text.encode())} bytes long"
+    if problem:
+        raise ConfigError(
+            key,
+            value,
+            f"a single folder name: not '.' or '..', no '/' or '\\', no control characters, "
+            f"at most {MAX_NAME_BYTES} bytes",
+            problem,
+        )
+
+
+def written_by_expconf(folder: Path) -> bool:
+    """Whether ``folder`` is a run dir (expconf or NeMo wrote its ``cmd-args.log`` and rank logs)."""
+    return (folder / "cmd-args.log").is_file() or any(folder.glob("nemo_log_globalrank-*"))
 
 
 @dataclass
@@ -43,6 +83,10 @@ class LogConfig:
     name: str = doc("default", "experiment name, the second level of the run dir")
     log_dir: Optional[str] = doc(None, "root of all runs (null: ./nemo_experiments)")
     explicit_log_dir: Optional[str] = doc(None, "use exactly this run dir; name and version are ignored")
+    allow_existing_dir: bool = doc(
+        False,
+        "accept a log.explicit_log_dir holding files expconf did not write (ones named like run files move to run_<k>/)",
+    )
     version: Optional[str] = doc(None, "version folder (null: a datetime stamp, or none with resume_if_exists)")
     use_datetime_version: bool = doc(True, "use %Y-%m-%d_%H-%M-%S as the version when none is given")
     log_local_rank_0_only: bool = doc(False, "only local rank 0 of each node writes a log file")
@@ -62,10 +106,31 @@ class LogConfig:
             "false when log.log_local_rank_0_only is true",
             "at most one of the rank-0-only flags",
         )
-        require(bool(self.name) and "/" not in self.name, "log.name", self.name, "a non-empty name without '/'")
+        check_name("log.name", self.name)
         if self.version is not None:
-            require("/" not in str(self.version), "log.version", self.version, "a folder name without '/'")
+            check_name("log.version", self.version)
+        check_name("log.tensorboard.name", self.tensorboard.name)
+        self._check_explicit_log_dir()
         self.ckpt.validate()
+
+    def _check_explicit_log_dir(self) -> None:
+        """A folder holding files expconf did not write is only used when the user says so."""
+        value = self.explicit_log_dir
+        if not value or value.startswith(("s3://", "gs://")) or self.allow_existing_dir:
+            return
+        folder = Path(value)
+        if not folder.is_dir() or written_by_expconf(folder):
+            return
+        entries = sorted(p.name for p in folder.iterdir())
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            require(
+                False,
+                "log.explicit_log_dir",
+                value,
+                "an empty or new folder, or a run dir expconf wrote",
+                f"it holds files expconf did not write ({shown}); set log.allow_existing_dir=true to use it anyway",
+            )
 
     def logger_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``NeMoLogger`` (loggers and ckpt are built separately)."""

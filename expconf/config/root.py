@@ -52,8 +52,10 @@ class RootConfig:
         check_local_path(
             "data.path", self.data.path, "an existing text file, folder of text files or pre-tokenized .bin file"
         )
-        if self.data.tokenizer != "byte":
-            check_local_path("data.tokenizer", self.data.tokenizer, "'byte' or an existing tokenizer.json", kind="file")
+        if self.data.tokenizer not in ("byte", "bpe"):
+            check_local_path(
+                "data.tokenizer", self.data.tokenizer, "'byte', 'bpe' or an existing tokenizer.json", kind="file"
+            )
         check_local_path("resume.path", self.resume.path, "an existing checkpoint file or folder")
         check_local_path("resume.import_path", self.resume.import_path, "an existing checkpoint or model archive")
         for i, name in enumerate(self.log.files_to_copy or []):

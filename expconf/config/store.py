@@ -8,12 +8,17 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from expconf.config.model import GPTModelConfig
 from expconf.config.root import RootConfig
-from expconf.config.trainer import TrainerConfig
 
 #: Name of the root schema in the ConfigStore; conf/expconf.yaml puts it first in its defaults.
 ROOT_SCHEMA = "expconf_schema"
+
+#: ``trainer=NAME`` presets: partial, so they layer on top of the recipe instead of resetting it.
+TRAINER_PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"accelerator": "cpu", "devices": 1},
+    "gpu": {"accelerator": "gpu", "devices": "auto", "precision": "bf16-mixed"},
+    "ddp_cpu": {"accelerator": "cpu", "devices": 2, "strategy": "ddp"},
+}
 
 _registered: set[tuple[str | None, str]] = set()
 
@@ -50,10 +55,15 @@ def _exists(cs: ConfigStore, group: str | None, name: str) -> bool:
 sweep_dirs: set[tuple[str, str]] = set()
 
 
-def sweep_dir(log_dir: str | None, name: str | None) -> str:
-    """Where Hydra's multirun writes multirun.yaml: the experiment folder, so no stray dirs appear."""
-    root = log_dir or "nemo_experiments"
-    path = os.path.join(root, name or "default")
+def sweep_dir(*, _root_: Any) -> str:
+    """Where Hydra's multirun writes multirun.yaml: the experiment folder, so no stray dirs appear.
+
+    ``--cfg hydra`` shows the hydra node alone (no ``log``): the path is then named, not resolved.
+    """
+    if "log" not in _root_:
+        return "<log.log_dir>/<log.name>"
+    root = _root_.log.log_dir or "nemo_experiments"
+    path = os.path.join(root, _root_.log.name or "default")
     sweep_dirs.add((os.path.abspath(root), os.path.abspath(path)))
     return path
 
@@ -63,25 +73,8 @@ def register_all() -> None:
     if (None, ROOT_SCHEMA) in _registered:
         return
     store(RootConfig, name=ROOT_SCHEMA)
-    store(TrainerConfig(accelerator="cpu", devices=1), group="trainer", name="cpu", package="trainer")
-    store(
-        TrainerConfig(accelerator="gpu", devices="auto", precision="bf16-mixed"),
-        group="trainer",
-        name="gpu",
-        package="trainer",
-    )
-    store(
-        TrainerConfig(accelerator="cpu", devices=2, strategy="ddp"),
-        group="trainer",
-        name="ddp_cpu",
-        package="trainer",
-    )
-    store(GPTModelConfig(), group="model", name="gpt_tiny", package="model")
-    store(
-        GPTModelConfig(n_layer=12, n_head=12, n_embd=768, compile=True),
-        group="model",
-        name="gpt_124m",
-        package="model",
-    )
+    # Trainer presets set only their own keys, so a recipe's max_steps etc. survive `trainer=gpu`.
+    for name, preset in TRAINER_PRESETS.items():
+        store(preset, group="trainer", name=name, package="trainer")
     if not OmegaConf.has_resolver("expconf_sweep_dir"):
         OmegaConf.register_new_resolver("expconf_sweep_dir", sweep_dir)

@@ -8,6 +8,15 @@ from typing import Any, Optional
 from expconf.config.fields import check_choice, doc, require
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+#: Strategies expconf runs end to end; anything else is refused before a run dir exists.
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+#: Known Lightning strategies expconf does not run yet, with what to use instead.
+_NOT_YET = {
+    "fsdp": "FSDP is not supported yet; use ddp",
+    "deepspeed": "DeepSpeed is not supported; use ddp",
+    "ddp_spawn": "expconf launches DDP ranks itself; use ddp",
+    "ddp_notebook": "expconf launches DDP ranks itself; use ddp",
+}
 PRECISIONS = (None, "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64", "64-true")
 
 
@@ -18,7 +27,7 @@ class TrainerConfig:
     accelerator: str = doc("auto", "cpu, gpu (cuda), mps or auto")
     devices: Any = doc("auto", "number of devices per node, a list of ids, or 'auto'")
     num_nodes: int = doc(1, "number of nodes (machines)")
-    strategy: str = doc("auto", "auto, ddp, ddp_spawn-free 'ddp' is the one expconf launches itself")
+    strategy: str = doc("auto", "auto, ddp (expconf launches the ranks) or ddp_find_unused_parameters_true")
     precision: Optional[str] = doc(None, "null picks bf16-mixed on CUDA and 32-true elsewhere")
     max_steps: int = doc(-1, "stop after this many optimizer steps (-1: no limit)")
     max_epochs: Optional[int] = doc(None, "stop after this many epochs (null: 1000 when max_steps is -1)")
@@ -73,7 +82,13 @@ class TrainerConfig:
             or (isinstance(d, (list, tuple)) and all(isinstance(i, int) and i >= 0 for i in d))
         )
         require(ok, "trainer.devices", d, "'auto', a positive integer, -1 or a list of device ids")
-        require(bool(self.strategy), "trainer.strategy", self.strategy, "a strategy name such as auto or ddp")
+        require(
+            self.strategy in STRATEGIES,
+            "trainer.strategy",
+            self.strategy,
+            "one of " + ", ".join(STRATEGIES),
+            next((why for name, why in _NOT_YET.items() if str(self.strategy).startswith(name)), ""),
+        )
         _check_interval("trainer.val_check_interval", self.val_check_interval, min_int=1)
         _check_interval("trainer.limit_val_batches", self.limit_val_batches, min_int=0)
         _check_interval("trainer.limit_train_batches", self.limit_train_batches, min_int=1)

@@ -5,6 +5,11 @@ and the final weights equal those of a run that was never killed.
 Each round is a real process in its own process group, forked from this (already imported)
 test process so that a round costs the training, not the imports; it runs the CLI's own
 entry point, ``expconf.train.main``.
+
+The final weights and the per-micro-batch losses are compared bit for bit with the uninterrupted
+run. That is valid because both execute the same ops in the same order: same code, config and
+data order, and the same intra-op thread count (``helpers.CLI_THREADS``, set in this process
+before the rounds fork, recorded by the probe at every start and asserted).
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_probe import read_log
+from fault_probe import read_log, thread_counts
 
 import helpers
-from helpers import REPO, TINY
+from helpers import CLI_THREADS, REPO, TINY
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +121,7 @@ def _imports(monkeypatch: pytest.MonkeyPatch) -> None:
     import expconf.build
     import expconf.train  # noqa: F401
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(CLI_THREADS)
 
 
 def test_kill9_at_random_instants_resumes_from_newest_complete_checkpoint(tmp_path: Path) -> None:
@@ -164,6 +169,7 @@ def test_kill9_at_random_instants_resumes_from_newest_complete_checkpoint(tmp_pa
     assert starts == expected_starts, "a restart did not resume from the newest complete checkpoint"
     assert partial_rounds >= 1, "no kill landed during a checkpoint write"
     assert not conflicts, conflicts
+    assert thread_counts(log, ref / "losses.log") == {CLI_THREADS}
     assert losses == read_log(ref / "losses.log")[0]
     a, b = final_weights(ref), final_weights(crashed)
     assert a.keys() == b.keys()

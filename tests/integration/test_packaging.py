@@ -31,6 +31,7 @@ def test_wheel_install_runs_from_anywhere(tmp_path: Path) -> None:
     )
     assert (target / "expconf" / "conf" / "recipe" / "gpt.yaml").is_file()
     assert (target / "expconf" / "recipes" / "gpt.py").is_file()
+    assert (target / "expconf" / "py.typed").is_file(), "PEP 561 marker for downstream type checkers"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # PYTHONPATH puts the installed copy ahead of the editable checkout of the test environment.

@@ -2,6 +2,9 @@
 
 Every interrupted run here is compared, micro-batch by micro-batch, with one uninterrupted
 run of the same config (dropout on, shuffled data): the losses must be equal bit for bit.
+That comparison is valid because every run executes the same ops in the same order: same code,
+same config, and the same intra-op thread count (``helpers.CLI_THREADS``, recorded by the probe
+at each start and asserted), so every CPU reduction sums in the same order.
 The signal is sent by the run to itself when a given step completes (tests/fault_probe.py),
 so the interruption point is deterministic while the signal is real.
 """
@@ -16,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_probe import read_log, validations
+from fault_probe import read_log, thread_counts, validations
 
 import helpers
-from helpers import REPO, TINY
+from helpers import CLI_THREADS, REPO, TINY
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +85,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, i
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses, starts, _ = read_log(tmp / "losses.log")
     assert starts == [0] and len(losses) == STEPS * 2  # two micro-batches per step
+    assert thread_counts(tmp / "losses.log") == {CLI_THREADS}
     return losses
 
 
@@ -89,6 +93,7 @@ def assert_same_losses(log: Path, expected: dict[tuple[int, int], str], resumed_
     losses, starts, conflicts = read_log(log)
     assert starts == [0, resumed_at], starts
     assert not conflicts, conflicts
+    assert thread_counts(log) == {CLI_THREADS}, "bitwise comparison needs the reference's thread count"
     differ = [k for k in expected if losses.get(k) != expected[k]]
     assert not differ, f"losses differ from the uninterrupted run at (step, micro-batch) {differ[:5]}"
 

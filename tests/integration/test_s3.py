@@ -43,15 +43,25 @@ def cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -
 
 
 def listing(server: SeaweedS3, prefix: str) -> dict[str, Any]:
-    """name -> marker dict (None for objects without a marker) under ``prefix``."""
+    """name -> marker dict (None for objects without a marker) under ``prefix``.
+
+    Safe while a run writes there: a checkpoint whose marker is deleted between the listing and
+    the read (the run replacing its '-last') is left out, as expconf's own scan does.
+    """
     fs = server.client()
-    names = [p.rsplit("/", 1)[-1] for p in fs.ls(prefix, detail=False)] if fs.exists(prefix) else []
+    names = [p.rsplit("/", 1)[-1] for p in fs.ls(prefix, detail=False, refresh=True)] if fs.exists(prefix) else []
     out: dict[str, Any] = {}
     for n in names:
         if n.endswith(".meta.json"):
             continue
         marker = f"{n}.meta.json"
-        out[n] = json.loads(fs.cat(f"{prefix}/{marker}")) if marker in names else None
+        if marker not in names:
+            out[n] = None
+            continue
+        try:
+            out[n] = json.loads(fs.cat(f"{prefix}/{marker}"))
+        except FileNotFoundError:
+            continue
     return out
 
 

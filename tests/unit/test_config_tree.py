@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from expconf.cli_args import select_groups
 from expconf.config import RootConfig
 from expconf.config.store import StoreOverwriteError, register_all, store
 from expconf.errors import ConfigError
@@ -19,7 +20,7 @@ from expconf.errors import ConfigError
 def _compose(overrides: list[str]) -> RootConfig:
     register_all()
     with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
-        cfg = compose("expconf", overrides=overrides)
+        cfg = compose("expconf", overrides=select_groups(overrides))
     root = OmegaConf.to_object(cfg)
     assert isinstance(root, RootConfig)
     return root

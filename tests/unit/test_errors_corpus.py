@@ -44,7 +44,7 @@ CASES = [
     Case("unknown-nested", [R, "log.ckpt.save_topk=3"], "log.ckpt.save_topk", ["'log.ckpt.save_top_k'"]),
     Case("unknown-model-key", [R, "model.n_layers=3"], "model.n_layers", ["'model.n_layer'"]),
     Case("unknown-recipe", ["+recipe=gtp"], "recipe", ["did you mean 'gpt'?", "gpt_124m"]),
-    Case("unknown-trainer-option", [R, "trainer=cpuu"], "trainer", ["did you mean 'cpu'?", "+trainer="]),
+    Case("unknown-trainer-option", [R, "trainer=cpuu"], "trainer", ["did you mean 'cpu'?", "ddp_cpu"]),
     Case("unknown-model-option", [R, "model=gpt_tny"], "model", ["did you mean 'gpt_tiny'?"]),
     Case("no-such-experiment", [R, "+experiment=nope"], "experiment", ["megatron_gpt_migrated"]),
     Case(
@@ -54,6 +54,14 @@ CASES = [
         ["did you mean 'baseline'?"],
         files={"conf/experiment/baseline.yaml": "# @package _global_\ntrainer:\n  max_steps: 3\n"},
     ),
+    Case(
+        "experiment-selects-group",
+        [*CD, R, "+experiment=picks"],
+        "model",
+        ["'- override /model: gpt_124m'"],
+        files={"conf/experiment/picks.yaml": "# @package _global_\ndefaults:\n  - /model: gpt_124m\n  - _self_\n"},
+    ),
+    Case("strategy-fsdp", [R, "trainer.strategy=fsdp"], "trainer.strategy", ["FSDP is not supported yet"]),
     Case("missing-config-dir", ["--config-dir", "no_such_dir", R], "--config-dir", ["no_such_dir"]),
     # free-form mappings need ++
     Case(
@@ -96,7 +104,7 @@ CASES = [
     Case("signal", [R, "callbacks.preemption_signal=SIGFOO"], "callbacks.preemption_signal", ["SIGUSR1"]),
     Case("progress-bar", [R, "callbacks.progress_bar=fancy"], "callbacks.progress_bar", ["'rich'"]),
     Case("seed", [R, "seed=-1"], "seed", [">= 0"]),
-    Case("log-name", [R, "log.name=a/b"], "log.name", ["without '/'"]),
+    Case("log-name", [R, "log.name=a/b"], "log.name", ["a single folder name", "path separator"]),
     Case("ckpt-filename-slash", [R, "log.ckpt.filename=dir/gpt"], "log.ckpt.filename", ["dirpath"]),
     Case("ckpt-filename-braces", [R, "log.ckpt.filename='gpt--{val_loss'"], "log.ckpt.filename", ["braces"]),
     Case(

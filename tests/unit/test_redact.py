@@ -10,16 +10,72 @@ from expconf.redact import REDACTED, collect_secrets, is_secret_key, redact, red
 from helpers import TINY, run_cli, run_dirs
 
 
-@pytest.mark.parametrize(
-    "key", ["secret", "key", "token", "api_key", "aws_secret_access_key", "password", "WANDB_API_KEY", "HF_TOKEN"]
-)
+@pytest.fixture(autouse=True)
+def _fresh_known_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no remembered secret (collect_secrets keeps them per process)."""
+    monkeypatch.setattr("expconf.redact._KNOWN", set())
+
+
+SECRET_KEYS = [
+    "secret", "key", "token", "password", "passwd", "api_key", "apiKey", "access_key", "secret_key",
+    "aws_secret_access_key", "aws_access_key_id", "WANDB_API_KEY", "HF_TOKEN", "AWS_SESSION_TOKEN",
+    "client_secret", "db-password", "log.ckpt.storage_options.secret", "private_key", "credentials",
+]  # fmt: skip
+ORDINARY_KEYS = [
+    "num_key_value_heads", "token_dropout", "key_dim", "sort_key", "cache_key", "monitor", "keep_last",
+    "tokenizer", "max_tokens_per_s", "name", "endpoint_url", "pad_token", "eos_token", "keys",
+    "secretary", "tokens", "token_ids", "passkey_retrieval", "TOKENIZERS_PARALLELISM", "model.key_dim",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
 def test_secret_keys(key: str) -> None:
     assert is_secret_key(key)
 
 
-@pytest.mark.parametrize("key", ["monitor", "keep_last", "tokenizer", "max_tokens_per_s", "name", "endpoint_url"])
+@pytest.mark.parametrize("key", ORDINARY_KEYS)
 def test_ordinary_keys(key: str) -> None:
     assert not is_secret_key(key)
+
+
+def test_ordinary_settings_survive_a_config_round_trip() -> None:
+    """A saved config must reproduce the run: no ordinary setting is rewritten."""
+    cfg = {k.rsplit(".", 1)[-1]: f"value-of-{i}" for i, k in enumerate(ORDINARY_KEYS)}
+    assert redact(cfg) == cfg
+    secrets = {k.rsplit(".", 1)[-1]: f"value-of-{i}" for i, k in enumerate(SECRET_KEYS)}
+    assert set(redact(secrets).values()) == {REDACTED}
+
+
+@pytest.mark.parametrize(
+    ("secret", "text", "expected"),
+    [
+        # a short common word is a whole value, never a part of a path
+        ("research", "dirpath: /data/research", "dirpath: /data/research"),
+        ("research", "/data/research/run_1 and research", f"/data/research/run_1 and {REDACTED}"),
+        ("research", "researchers", "researchers"),
+        # a long or non-word secret is scrubbed wherever it appears
+        ("s3cr3t-Value-42", "url s3://b?k=s3cr3t-Value-42&x", f"url s3://b?k={REDACTED}&x"),
+        ("correcthorsebatterystaple", "/tmp/correcthorsebatterystaple", f"/tmp/{REDACTED}"),
+        # too short to search for: only a secret key's pair hides it
+        ("abc", "abc abcd secret=abc", f"abc abcd secret={REDACTED}"),
+    ],
+)
+def test_values_inside_text(secret: str, text: str, expected: str) -> None:
+    assert redact_text(text, [secret]) == expected
+
+
+def test_storage_option_words_do_not_rewrite_paths() -> None:
+    """Issue 16: a storage option that is not a credential is no secret, so paths keep their words."""
+    cfg = {"log": {"ckpt": {"dirpath": "/data/research", "storage_options": {"profile": "research"}}}}
+    assert collect_secrets(cfg) == []
+    assert redact(cfg, collect_secrets(cfg)) == cfg
+    so = {"key": "AKIAEXAMPLEKEY1", "secret": "research"}
+    found = collect_secrets({"storage_options": so})
+    assert redact({"dirpath": "/data/research", **so}, found) == {
+        "dirpath": "/data/research",
+        "key": REDACTED,
+        "secret": REDACTED,
+    }
 
 
 def test_redact_config_overrides_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,7 +90,7 @@ def test_redact_config_overrides_and_environment(monkeypatch: pytest.MonkeyPatch
     assert so == {"key": REDACTED, "secret": REDACTED, "endpoint_url": "http://x"}
     assert out["note"] == f"uses {REDACTED} inside"
     assert out["list"] == [f"token={REDACTED}", "plain"]
-    assert sorted(collect_secrets(cfg)) == ["AKIA1", "s3cr3t"]
+    assert sorted(collect_secrets(cfg)) == ["AKIA1", "abc123", "s3cr3t"]  # override strings count too
     assert redact_text("a s3cr3t b", ["s3cr3t"]) == f"a {REDACTED} b"
 
 

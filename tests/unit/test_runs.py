@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 import helpers
@@ -24,7 +25,7 @@ def checkpoint(folder: Path, name: str, step: int, kind: str, score: float | Non
 
 def make_run(run_dir: Path, resume_past_end: bool = False) -> Path:
     run_dir.mkdir(parents=True)
-    (run_dir / "cmd-args.log").write_text("python -m expconf.train\n")
+    (run_dir / "cmd-args.log").write_text("/venv/lib/python3.11/site-packages/expconf/train.py +recipe=gpt\n")
     cfg = {
         "log": {"ckpt": {"dirpath": None, "monitor": "val_loss", "mode": "min"}},
         "resume": {"dirpath": None, "resume_past_end": resume_past_end},
@@ -52,7 +53,7 @@ def test_show_lists_candidates_incomplete_and_the_choice(tmp_path: Path) -> None
     assert "at step 20, because: highest global step (20) of 2 '-last' checkpoints" in text
 
 
-def test_show_explains_why_resume_would_fail(tmp_path: Path) -> None:
+def test_show_explains_why_resume_would_fail_or_start_nothing(tmp_path: Path) -> None:
     ck = make_run(tmp_path / "r")
     checkpoint(ck, "m-last.ckpt", 5, "last", None, complete=False)
     out = io.StringIO()
@@ -60,8 +61,8 @@ def test_show_explains_why_resume_would_fail(tmp_path: Path) -> None:
     assert "resume would fail: only incomplete checkpoints" in out.getvalue()
     checkpoint(ck, "m-end.ckpt", 9, "end", None)
     out = io.StringIO()
-    assert runs.show(tmp_path / "r", out) == 1
-    assert "training already completed" in out.getvalue()
+    assert runs.show(tmp_path / "r", out) == 0, "a finished run is not an error"
+    assert "resume would pick: nothing: training already completed" in out.getvalue()
 
 
 def test_show_honours_resume_past_end_from_the_run_config(tmp_path: Path) -> None:
@@ -73,25 +74,65 @@ def test_show_honours_resume_past_end_from_the_run_config(tmp_path: Path) -> Non
     assert "resume would pick:" in out.getvalue() and "m-end.ckpt" in out.getvalue().split("resume would pick:")[1]
 
 
-def test_ls_lists_runs_with_last_step_best_metric_and_locations(tmp_path: Path) -> None:
+def _table(text: str) -> dict[str, list[str]]:
+    """``runs ls`` output as {NAME/VERSION: cells}, cells split on the header's column starts."""
+    header, *lines = text.splitlines()
+    starts = [header.index(c) for c in runs.COLUMNS]
+    out = {}
+    for line in lines:
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        out[f"{cells[0]}/{cells[1]}"] = cells
+    return out
+
+
+def test_ls_prints_a_table_of_runs(tmp_path: Path) -> None:
     a = make_run(tmp_path / "gpt" / "a")
     checkpoint(a, "m--step=4.ckpt", 4, "topk", 3.0)
     checkpoint(a, "m--step=8.ckpt", 8, "topk", 2.0)
     checkpoint(a, "m--step=8-last.ckpt", 8, "last", 2.0)
     checkpoint(a, "m--step=12-end.ckpt", 12, "end", 2.1)
-    make_run(tmp_path / "gpt" / "b")
+    (tmp_path / "gpt" / "a" / "overrides.yaml").write_text(yaml.safe_dump(["+recipe=gpt", "optim.lr=0.001"]))
+    b = make_run(tmp_path / "gpt" / "b")
+    checkpoint(b, "m--step=3-last.ckpt", 3, "last", None)
+    make_run(tmp_path / "other" / "c")
     (tmp_path / "gpt" / "a" / "run_0").mkdir()
     (tmp_path / "gpt" / "a" / "run_0" / "cmd-args.log").write_text("")
     out = io.StringIO()
     assert runs.ls(tmp_path, out) == 0
     text = out.getvalue()
-    block_a, block_b = text.split(f"{tmp_path}/gpt/b\n")
-    assert "last step:   12 (completed)" in block_a
-    assert "best:        val_loss=2 at step 8" in block_a
-    assert f"best: {a}/m--step=8.ckpt" in block_a
-    assert f"last: {a}/m--step=8-last.ckpt" in block_a
+    assert text.splitlines()[0].split() == list(runs.COLUMNS)
+    table = _table(text)
+    assert table["gpt/a"] == ["gpt", "a", "run", "completed", "12", "val_loss=2 (step 8)", "+recipe=gpt optim.lr=0.001"]
+    assert table["gpt/b"][3:6] == ["resumable", "3", "-"]
+    assert table["other/c"][3:6] == ["no checkpoint", "-", "-"]
     assert "run_0" not in text
-    assert "last step:   n/a (no checkpoint)" in block_b
+
+
+def test_ls_marks_sweep_jobs(tmp_path: Path) -> None:
+    for version, lr in (("0", "1e-3"), ("1", "2e-3")):
+        make_run(tmp_path / "lr" / version)
+        (tmp_path / "lr" / version / "cmd-args.log").write_text(f"/x/expconf/train.py -m +recipe=gpt optim.lr={lr},x\n")
+        (tmp_path / "lr" / version / "overrides.yaml").write_text(yaml.safe_dump([f"optim.lr={lr}"]))
+    make_run(tmp_path / "single" / "v")
+    out = io.StringIO()
+    assert runs.ls(tmp_path, out) == 0
+    table = _table(out.getvalue())
+    assert [table[k][2] for k in ("lr/0", "lr/1", "single/v")] == ["sweep job", "sweep job", "run"]
+    assert table["lr/1"][6] == "optim.lr=2e-3"
+
+
+def test_ls_survives_a_malformed_run(tmp_path: Path) -> None:
+    make_run(tmp_path / "good" / "v")
+    make_run(tmp_path / "bad" / "v")
+    (tmp_path / "bad" / "v" / "config.yaml").write_text("log: [unclosed\n")
+    out = io.StringIO()
+    assert runs.ls(tmp_path, out) == 1
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    [bad] = [line for line in lines if line.startswith("bad")]
+    assert "unreadable: " in bad and ("ScannerError" in bad or "ParserError" in bad)
+    [good] = [line for line in lines if line.startswith("good")]
+    assert "no checkpoint" in good
 
 
 def test_cli_entry_point(tmp_path: Path) -> None:
@@ -115,3 +156,30 @@ def test_cli_entry_point(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_show_on_a_live_run_tolerates_a_checkpoint_deleted_while_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live run replaces its '-last' between the folder listing and the marker read (the race of
+    the S3 preemption test): the deleted checkpoint is left out, the rest is reported as usual."""
+    from expconf.storage import Storage
+
+    ck = make_run(tmp_path / "live")
+    checkpoint(ck, "m--step=10-last.ckpt", 10, "last", 2.5)
+    checkpoint(ck, "m--step=20-last.ckpt", 20, "last", 2.0)
+    listdir = Storage.listdir
+
+    def listdir_then_delete(self: Storage) -> list[str]:
+        names = listdir(self)
+        # What the run's writer does to an old '-last' right after this listing: marker first, then bytes.
+        (ck / marker_name("m--step=10-last.ckpt")).unlink(missing_ok=True)
+        (ck / "m--step=10-last.ckpt").unlink(missing_ok=True)
+        return names
+
+    monkeypatch.setattr(Storage, "listdir", listdir_then_delete)
+    out = io.StringIO()
+    assert runs.show(tmp_path / "live", out) == 0
+    text = out.getvalue()
+    assert "m--step=10-last.ckpt" not in text
+    assert f"resume would pick: {ck}/m--step=20-last.ckpt" in text

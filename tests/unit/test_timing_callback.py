@@ -190,7 +190,7 @@ def test_preemption_callback_in_a_plain_trainer(tmp_path: Path) -> None:
 def test_both_callbacks_on_by_default_in_the_config() -> None:
     register_all()
     with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
-        cfg = compose("expconf", overrides=["+recipe=gpt"])
+        cfg = compose("expconf", overrides=["recipe=gpt"])
     root = OmegaConf.to_object(cfg)
     kinds = [type(c) for c in build_callbacks(root)]  # type: ignore[arg-type]
     assert expconf.TimingCallback in kinds and expconf.PreemptionCallback in kinds
@@ -198,7 +198,7 @@ def test_both_callbacks_on_by_default_in_the_config() -> None:
     assert pre.sig == signal.SIGTERM
     with initialize_config_module(config_module="expconf.conf", version_base="1.3"):
         cfg = compose(
-            "expconf", overrides=["+recipe=gpt", "callbacks.preemption_signal=SIGUSR1", "callbacks.timing=false"]
+            "expconf", overrides=["recipe=gpt", "callbacks.preemption_signal=SIGUSR1", "callbacks.timing=false"]
         )
     root = OmegaConf.to_object(cfg)
     cbs = build_callbacks(root)  # type: ignore[arg-type]
