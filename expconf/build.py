@@ -107,7 +107,7 @@ def build_callbacks(root: RootConfig) -> list[pl.Callback]:
     cbs: list[pl.Callback] = []
     c = root.callbacks
     if c.timing:
-        cbs.append(TimingCallback())
+        cbs.append(TimingCallback(log_tokens_per_sec=True))
     if c.preemption:
         cbs.append(PreemptionCallback(c.preemption_signal))
     if root.trainer.enable_progress_bar:
@@ -146,6 +146,7 @@ def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
         callbacks=callbacks,
         use_distributed_sampler=False,  # the DataModule's sampler shards by rank and resumes exactly
         default_root_dir=".",
+        logger=False,  # NeMoLogger attaches the configured loggers (log.tensorboard, log.wandb)
     )
 
 

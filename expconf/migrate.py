@@ -394,8 +394,8 @@ def to_python(m: Migration) -> str:
     if wandb.get("enabled"):
         args = ", ".join(f"{k}={v!r}" for k, v in wandb.items() if k != "enabled")
         lines.append(f"{ind}wandb=WandbLogger({args}),")
-    if m.get("log.tensorboard.enabled") is False:
-        lines.append(f"{ind}tensorboard=False,")
+    # exp_manager's TensorBoard logger was on unless turned off; NeMoLogger's is off unless asked for.
+    lines.append(f"{ind}tensorboard={m.get('log.tensorboard.enabled') is not False},")
     lines.append(f"{ind}ckpt=expconf.ModelCheckpoint(")
     lines += [ind * 2 + s for s in _kwargs(CheckpointConfig, m.get("log.ckpt", {}), m.unresolved, "log.ckpt.")]
     lines += [f"{ind}),", ")", "", "resume = expconf.AutoResume("]
