@@ -92,6 +92,10 @@ def build_strategy(cfg: TrainerConfig) -> Any:
         from expconf.launch_ddp import ExpconfDDPStrategy
 
         return ExpconfDDPStrategy(find_unused_parameters=cfg.strategy.endswith("_true"))
+    if cfg.strategy == "fsdp":
+        from expconf.fsdp import ExpconfFSDPStrategy
+
+        return ExpconfFSDPStrategy(cfg.fsdp)
     return cfg.strategy
 
 
@@ -125,7 +129,7 @@ def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     kwargs: dict[str, Any] = {
         f.name: getattr(t, f.name)
         for f in dataclasses.fields(t)
-        if f.name not in ("precision", "strategy", "max_epochs") and getattr(t, f.name) is not None
+        if f.name not in ("precision", "strategy", "max_epochs", "fsdp") and getattr(t, f.name) is not None
     }
     kwargs["max_epochs"] = t.max_epochs if t.max_epochs is not None else (1000 if t.max_steps == -1 else -1)
     return pl.Trainer(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from expconf.config.fields import check_choice, doc, require
+from expconf.config.fsdp import FSDPConfig
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = (None, "32", "32-true", "16-mixed", "bf16-mixed", "bf16-true", "64", "64-true")
@@ -34,6 +35,7 @@ class TrainerConfig:
     deterministic: Optional[bool] = doc(None, "torch.use_deterministic_algorithms (needed for bitwise GPU resume)")
     benchmark: Optional[bool] = doc(None, "cudnn.benchmark")
     sync_batchnorm: bool = doc(False, "synchronise BatchNorm statistics across ranks")
+    fsdp: FSDPConfig = doc(help="sharding options of trainer.strategy=fsdp", factory=FSDPConfig)
 
     def validate(self) -> None:
         """Check choices and ranges; raises ConfigError."""
@@ -74,6 +76,7 @@ class TrainerConfig:
         )
         require(ok, "trainer.devices", d, "'auto', a positive integer, -1 or a list of device ids")
         require(bool(self.strategy), "trainer.strategy", self.strategy, "a strategy name such as auto or ddp")
+        self.fsdp.validate()
         _check_interval("trainer.val_check_interval", self.val_check_interval, min_int=1)
         _check_interval("trainer.limit_val_batches", self.limit_val_batches, min_int=0)
         _check_interval("trainer.limit_train_batches", self.limit_train_batches, min_int=1)

@@ -1,0 +1,120 @@
+"""expconf.fsdp: which modules are sharded, mixed precision and activation checkpointing, optimizer-state keys.
+
+Sharding runs in this process on a one-rank gloo group (``fully_shard`` needs a process group).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from expconf.config.fsdp import FSDPConfig
+from expconf.config.model import GPTModelConfig
+from expconf.errors import ConfigError
+from expconf.fsdp import find_blocks, optimizer_state_by_id, optimizer_state_by_name, param_names, shard_module
+from expconf.recipes.gpt_model import GPT, Block
+
+
+class Wrapper(nn.Module):
+    """Holds the GPT as a child, like the recipe's LightningModule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.model = GPT(GPTModelConfig(n_layer=2, n_head=2, n_embd=32, dropout=0.0), 64, 16)
+
+
+@pytest.fixture
+def mesh(tmp_path: Path) -> Iterator[object]:
+    from torch.distributed.device_mesh import init_device_mesh
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        yield init_device_mesh("cpu", (1,), mesh_dim_names=("data_parallel",))
+    finally:
+        dist.destroy_process_group()
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 64, (4, 16), generator=g)
+    return x, torch.roll(x, -1, dims=1)
+
+
+def test_blocks_are_module_list_members_or_the_named_class() -> None:
+    w = Wrapper()
+    default = find_blocks(w, None)
+    assert [type(b) for _, _, b in default] == [Block, Block]
+    assert [name for _, name, _ in default] == ["0", "1"]
+    assert [b for _, _, b in find_blocks(w, "Block")] == [b for _, _, b in default]
+    assert find_blocks(w, "LayerNorm")[0][1] == "ln1"  # the first LayerNorm, inside block 0
+    assert find_blocks(w, "NoSuchBlock") == []
+
+
+def test_shard_bf16_with_activation_checkpointing(mesh: object) -> None:
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    plain = Wrapper()
+    x, y = batch()
+    want = plain.model(x, y)
+    sharded = copy.deepcopy(plain)
+    cfg = FSDPConfig(param_dtype="bf16", reduce_dtype="fp32", activation_checkpointing=True)
+    assert shard_module(sharded, mesh, cfg) == 2
+    blocks = sharded.model.blocks
+    assert all(isinstance(b, CheckpointWrapper) and isinstance(b, FSDPModule) for b in blocks)
+    assert isinstance(sharded.model, FSDPModule)
+    assert all(isinstance(p, DTensor) and p.dtype == torch.float32 for p in sharded.parameters())
+    got = sharded.model(x, y)
+    # Computed in bf16: close to the fp32 loss, and not equal to it (the policy is in force).
+    assert got.item() == pytest.approx(want.item(), rel=2e-2) and got.item() != want.item()
+    got.backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in sharded.parameters())
+    names = {n for n, _ in sharded.named_parameters()}
+    assert "model.blocks.0._checkpoint_wrapped_module.attn.qkv.weight" in names
+
+
+def test_shard_fp32_matches_the_plain_model(mesh: object) -> None:
+    plain = Wrapper()
+    x, y = batch()
+    sharded = copy.deepcopy(plain)
+    shard_module(sharded, mesh, FSDPConfig())
+    # One rank, fp32: the same ops on the same numbers, so the loss is the same to the last bit.
+    assert torch.equal(sharded.model(x, y), plain.model(x, y))
+
+
+def test_refuses_what_it_cannot_shard(mesh: object) -> None:
+    w = Wrapper()
+    with pytest.raises(ValueError, match=r"trainer.fsdp.block_class=Layer: no module of class 'Layer'"):
+        shard_module(w, mesh, FSDPConfig(block_class="Layer"))
+    w.scale = nn.Parameter(torch.ones(1))
+    with pytest.raises(ValueError, match=r"move the parameters \['scale'\] of Wrapper into a child module"):
+        shard_module(w, mesh, FSDPConfig())
+
+
+def test_optimizer_state_keys_round_trip() -> None:
+    w = Wrapper()
+    opt = torch.optim.AdamW([{"params": list(w.model.blocks.parameters())}, {"params": [w.model.wte.weight]}])
+    w.model(*batch()).backward()
+    opt.step()
+    by_id = opt.state_dict()
+    names = param_names(w, opt)
+    assert names[0] == "model.blocks.0.ln1.weight" and names[-1] == "model.wte.weight"
+    by_name = optimizer_state_by_name(by_id, names)
+    assert by_name["param_groups"][1]["params"] == ["model.wte.weight"]
+    assert torch.equal(by_name["state"]["model.wte.weight"]["exp_avg"], by_id["state"][len(names) - 1]["exp_avg"])
+    assert optimizer_state_by_name(by_name, names) is by_name
+    back = optimizer_state_by_id(by_name, names)
+    assert back["param_groups"] == by_id["param_groups"] and back["state"].keys() == by_id["state"].keys()
+
+
+def test_config_rejects_unknown_dtype() -> None:
+    with pytest.raises(ConfigError, match=r"trainer\.fsdp\.param_dtype"):
+        FSDPConfig(param_dtype="float8").validate()
