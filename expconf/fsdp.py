@@ -117,7 +117,7 @@ class ExpconfFSDPStrategy(ModelParallelStrategy):
 
     def __init__(self, fsdp: FSDPConfig | None = None) -> None:
         self.fsdp = fsdp or FSDPConfig()
-        super().__init__(save_distributed_checkpoint=False)
+        super().__init__(save_distributed_checkpoint=self.fsdp.sharded_checkpoint)
 
     def _configure_launcher(self) -> None:
         from expconf.launch_ddp import ChildConfigLauncher
@@ -151,6 +151,11 @@ class ExpconfFSDPStrategy(ModelParallelStrategy):
             self.setup_optimizers(trainer)
         self.setup_precision_plugin()
 
+    @property
+    def sharded_checkpoint(self) -> bool:
+        """Whether checkpoints are sharded DCP folders (read by expconf's ModelCheckpoint)."""
+        return bool(self._save_distributed_checkpoint)
+
     # -- state dicts: full-state (rank 0 holds everything) or sharded (each rank its part) ----------
     def optimizer_state(self, optimizer: Any) -> dict[str, Any]:
         """Full state: keyed by parameter index like a single-process optimizer (DDP can load it)."""
@@ -167,15 +172,25 @@ class ExpconfFSDPStrategy(ModelParallelStrategy):
         return state
 
     def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None) -> dict[str, Any]:
-        """Restore model and optimizer from a full-state checkpoint file (any world size, DDP's too)."""
+        """Restore model and optimizer from a sharded folder or a full-state file (any world size, DDP's too)."""
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             set_model_state_dict,
             set_optimizer_state_dict,
         )
 
+        from expconf.checkpoint.io import split
+        from expconf.checkpoint.writer import wait_all
+        from expconf.sharded_ckpt import is_sharded, load_sharded
+        from expconf.storage import Storage
+
         assert self.model is not None and self.lightning_module is not None
         path = self.broadcast(str(checkpoint_path))
+        storage_options = dict(getattr(self.checkpoint_io, "storage_options", {}) or {})
+        wait_all()  # a save of this process may still be writing what is about to be read
+        folder, name = split(path)
+        if is_sharded(Storage(folder, storage_options), name):
+            return load_sharded(path, self.model, list(self.optimizers), storage_options)
         checkpoint = self.checkpoint_io.load_checkpoint(path)
         strict = self.lightning_module.strict_loading
         options = StateDictOptions(full_state_dict=True, strict=strict)

@@ -21,6 +21,7 @@ from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
+from expconf.sharded_ckpt import ShardedCheckpoints, shard_state
 from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class ModelCheckpoint(Checkpoint):
         self._pending_rng: dict[str, Any] | None = None
         # (step, checkpoint, rng states) captured at the end of the final training step.
         self._final: tuple[int, dict[str, Any], Any] | None = None
+        # Set in setup() under a strategy that saves sharded (FSDP): every rank writes its shard.
+        self.sharded: ShardedCheckpoints | None = None
 
     # -- setup --------------------------------------------------------------------------------
     @property
@@ -108,6 +111,14 @@ class ModelCheckpoint(Checkpoint):
         if stage != "fit":
             return
         self._final = None
+        if getattr(trainer.strategy, "sharded_checkpoint", False) and self.sharded is None:
+            if self.always_save_nemo or self.save_nemo_on_train_end:
+                raise ValueError(
+                    "model archives (always_save_nemo, save_nemo_on_train_end) need full-state checkpoints: "
+                    "set trainer.fsdp.sharded_checkpoint=false, or convert with python -m expconf.ckpt consolidate"
+                )
+            self.sharded = ShardedCheckpoints(self.storage_options, self.async_save)
+            self.sharded.setup()
         storage = self.get_storage(trainer)
         if trainer.is_global_zero:
             storage.makedirs()
@@ -141,7 +152,7 @@ class ModelCheckpoint(Checkpoint):
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
             states = rng.gather(trainer)
             # Only rank 0 writes; a CPU copy keeps the state of this moment until on_train_end.
-            kept = stage(checkpoint) if trainer.is_global_zero else {}
+            kept = stage(checkpoint) if trainer.is_global_zero or self.sharded else {}
             self._final = (int(trainer.global_step), kept, states)
 
     @staticmethod
@@ -214,16 +225,22 @@ class ModelCheckpoint(Checkpoint):
         else:
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
             states = rng.gather(trainer)
+        shards = shard_state(checkpoint) if self.sharded else {}
         written: str | None = None
+        plan: SavePlan | None = None
         if trainer.is_global_zero:
             checkpoint["expconf_rng"] = states
-            written = self._plan_and_submit(trainer, checkpoint, metrics, base, end=end, force_last=force_last)
+            plan, written = self._plan(trainer, checkpoint, metrics, base, end=end, force_last=force_last)
+        if self.sharded:
+            self.sharded.write(trainer.strategy, plan, self.get_storage(trainer).url, shards)
+        if plan is not None:
+            self.writer.submit(plan)
         self._last_saved_step = step
         written = trainer.strategy.broadcast(written)
         trainer.strategy.barrier("expconf_ckpt_save")
         return written
 
-    def _plan_and_submit(
+    def _plan(
         self,
         trainer: pl.Trainer,
         checkpoint: dict[str, Any],
@@ -232,7 +249,8 @@ class ModelCheckpoint(Checkpoint):
         *,
         end: bool,
         force_last: bool,
-    ) -> str | None:
+    ) -> tuple[SavePlan, str | None]:
+        """Rank 0: the steps of this save and the path of the checkpoint it writes."""
         storage = self.get_storage(trainer)
         score = metrics.get(self.monitor) if self.monitor else None
         if score is not None and math.isnan(score):
@@ -252,7 +270,7 @@ class ModelCheckpoint(Checkpoint):
                 consumed_samples=int(consumed) if consumed is not None else None,
             )
 
-        plan = SavePlan(label=base)
+        plan = self.sharded.plan(base) if self.sharded else SavePlan(label=base)
         if end:
             name = base + END_SUFFIX + CKPT_SUFFIX
             payload["expconf"] = {"kind": "end", "global_step": metrics["step"]}
@@ -276,8 +294,7 @@ class ModelCheckpoint(Checkpoint):
         if self.always_save_nemo or (end and self.save_nemo_on_train_end):
             plan.call(self._archive_step(trainer, storage, payload))
         self._update_best(storage)
-        self.writer.submit(plan)
-        return storage.path(written) if written else None
+        return plan, storage.path(written) if written else None
 
     def _plan_topk(
         self,
@@ -335,6 +352,8 @@ class ModelCheckpoint(Checkpoint):
 
     def wait(self) -> None:
         """Block until pending (async) saves are durable."""
+        if self.sharded:
+            self.sharded.wait()
         self.writer.wait()
 
     # -- Lightning state ----------------------------------------------------------------------

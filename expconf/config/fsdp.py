@@ -24,6 +24,9 @@ class FSDPConfig:
     activation_checkpointing: bool = doc(
         False, "recompute each block's activations in backward (less memory, one more forward pass per block)"
     )
+    sharded_checkpoint: bool = doc(
+        True, "checkpoints are DCP folders, each rank writing its shard; false: one full-state file written by rank 0"
+    )
     reshard_after_forward: bool = doc(
         True, "free gathered parameters after forward (ZeRO-3); false keeps them (ZeRO-2)"
     )
