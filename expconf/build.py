@@ -103,7 +103,9 @@ def build_callbacks(root: RootConfig) -> list[pl.Callback]:
     """TimingCallback, PreemptionCallback, progress bar and the allow-listed extras."""
     from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 
-    cbs: list[pl.Callback] = []
+    from expconf.world_resume import WorldSizeResume
+
+    cbs: list[pl.Callback] = [WorldSizeResume()]  # a checkpoint resumes on any number of ranks
     c = root.callbacks
     if c.timing:
         cbs.append(TimingCallback())
