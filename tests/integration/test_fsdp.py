@@ -1,8 +1,10 @@
-"""``trainer.strategy=fsdp`` from the CLI: two gloo ranks with FSDP2, preempted by a real SIGTERM, resumed.
+"""``trainer.strategy=fsdp`` from the CLI: two gloo ranks with FSDP2, preempted by a real SIGTERM, resumed;
+sharded checkpoints; checkpoints resumed on another number of ranks (FSDP and DDP).
 
 The losses are compared with one process training the same global batch. They are close, not
-bitwise equal: FSDP sums each gradient with a reduce-scatter over the ranks' halves of the batch
-where one process sums the whole batch in one backward pass, a different order of float additions.
+bitwise equal: with two ranks each gradient is summed by a reduce-scatter or all-reduce over the
+ranks' halves of the batch, and with accumulation over micro-batches, where one process sums the
+whole batch in one backward pass: the same numbers added in a different order.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from fault_probe import read_log
+from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
 import helpers
 from helpers import REPO, TINY
@@ -33,6 +36,8 @@ BASE = [
     "log.version=v1",
     "resume.resume_if_exists=true",
     "resume.resume_ignore_no_checkpoint=true",
+    "optim.warmup_steps=1",
+    f"optim.decay_steps={STEPS}",  # the schedule must not depend on max_steps (runs resume past their end)
 ]
 FSDP = ["trainer.devices=2", "trainer.strategy=fsdp", "data.micro_batch_size=4"]
 #: Measured on x86-64: the largest relative difference of a step's loss from one process's was 1.7e-7.
@@ -69,18 +74,37 @@ def step_losses(run_dir: Path) -> dict[int, float]:
     return out
 
 
-def test_fsdp_two_ranks_preempted_and_resumed_track_one_process(tmp_path: Path) -> None:
-    single, sharded = tmp_path / "single", tmp_path / "fsdp"
-    single.mkdir()
-    sharded.mkdir()
-    ref = run(single, "trainer.devices=1", "data.micro_batch_size=8")
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
+    """Per-step losses of one process training STEPS steps of the global batch."""
+    cwd = tmp_path_factory.mktemp("single")
+    ref = run(cwd, "trainer.devices=1", "data.micro_batch_size=8")
     assert ref.returncode == 0, ref.stderr[-3000:]
-    want = step_losses(single / "nemo_experiments" / "fsdp" / "v1")
+    want = step_losses(cwd / "nemo_experiments" / "fsdp" / "v1")
     assert len(want) == STEPS
+    return want
 
+
+def assert_tracks(got: dict[int, float], want: dict[int, float]) -> None:
+    assert sorted(got) == sorted(want)
+    for step, loss in want.items():
+        assert got[step] == pytest.approx(loss, rel=LOSS_RTOL), (step, got[step], loss)
+
+
+def test_fsdp_two_ranks_preempted_and_resumed_track_one_process(tmp_path: Path, reference: dict[int, float]) -> None:
+    sharded = tmp_path / "fsdp"
+    sharded.mkdir()
     probe = tmp_path / "probe.log"
-    # Rank 0 signals itself after step 2; the ranks agree to stop after step 3 and save '-last'.
-    first = run(sharded, *FSDP, "trainer.fsdp.activation_checkpointing=true", probe=probe, signal_at=2)
+    # Rank 0 signals itself after step 2; the ranks agree to stop after step 3 and save '-last',
+    # here as one full-state file.
+    first = run(
+        sharded,
+        *FSDP,
+        "trainer.fsdp.activation_checkpointing=true",
+        "trainer.fsdp.sharded_checkpoint=false",
+        probe=probe,
+        signal_at=2,
+    )
     assert first.returncode == 75, first.stderr[-3000:]
     run_dir = sharded / "nemo_experiments" / "fsdp" / "v1"
     [last] = (run_dir / "checkpoints").glob("*-last.ckpt")
@@ -89,13 +113,69 @@ def test_fsdp_two_ranks_preempted_and_resumed_track_one_process(tmp_path: Path) 
     assert saved["state_dict"]["model.blocks.1.mlp.0.weight"].shape == (128, 32)  # the whole tensor
     assert len(saved["optimizer_states"][0]["state"]) == len(saved["state_dict"]) - 1  # lm_head is tied
 
-    again = run(sharded, *FSDP, "trainer.fsdp.activation_checkpointing=true", probe=probe)
+    # Resumed from that file, the run saves sharded folders (the default), asynchronously.
+    again = run(sharded, *FSDP, "trainer.fsdp.activation_checkpointing=true", "log.ckpt.async_save=true", probe=probe)
     assert again.returncode == 0, again.stderr[-3000:]
     _, starts, _ = read_log(probe)
     assert starts == [0, 3]
-    got = step_losses(run_dir)
-    assert sorted(got) == sorted(want)
-    for step, loss in want.items():
-        assert got[step] == pytest.approx(loss, rel=LOSS_RTOL), (step, got[step], loss)
+    assert_tracks(step_losses(run_dir), reference)
     logs = sorted(p.name for p in run_dir.glob("nemo_log_*.txt"))
     assert logs == ["nemo_log_globalrank-0_localrank-0.txt", "nemo_log_globalrank-1_localrank-1.txt"]
+
+    [end] = (run_dir / "checkpoints").glob("*-end.ckpt")
+    assert end.is_dir() and Path(f"{end}.meta.json").is_file()
+    assert sorted(p.name for p in end.iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp", "expconf_meta.pt"]
+    rest = torch.load(end / "expconf_meta.pt", map_location="cpu", weights_only=True)
+    assert rest["global_step"] == STEPS and "state_dict" not in rest and "optimizer_states" not in rest
+    assert rest["expconf_world"] == {"world_size": 2, "accumulate": 1}
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # FSDP, 2 ranks -> 1: a sharded folder of two shards is resharded onto one rank.
+        (FSDP, ["trainer.devices=1", "trainer.strategy=fsdp", "data.micro_batch_size=4"]),
+        # DDP, 1 rank -> 2: accumulation 2 on one process becomes 1 on each of two.
+        (
+            ["trainer.devices=1", "data.micro_batch_size=4"],
+            ["trainer.devices=2", "trainer.strategy=ddp", "data.micro_batch_size=4"],
+        ),
+    ],
+    ids=["fsdp-2-to-1", "ddp-1-to-2"],
+)
+def test_resume_on_another_world_size_tracks_one_process(
+    tmp_path: Path, reference: dict[int, float], before: list[str], after: list[str]
+) -> None:
+    first = run(tmp_path, *before, "trainer.max_steps=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run(tmp_path, *after, "resume.resume_past_end=true")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming a checkpoint of" in second.stdout + second.stderr
+    assert_tracks(step_losses(tmp_path / "nemo_experiments" / "fsdp" / "v1"), reference)
+
+
+@pytest.mark.s3
+def test_sharded_folders_on_s3_resume_on_one_rank(
+    s3_server: SeaweedS3, s3_bucket: str, tmp_path: Path, reference: dict[int, float]
+) -> None:
+    """Two ranks write their shards to SeaweedFS asynchronously; one rank resumes from the folder URL."""
+    prefix = f"{s3_bucket}/ckpt"
+    s3 = [
+        f"log.ckpt.dirpath=s3://{prefix}",
+        f"+log.ckpt.storage_options.key={ACCESS_KEY}",
+        f"+log.ckpt.storage_options.secret={SECRET_KEY}",
+        f"+log.ckpt.storage_options.endpoint_url={s3_server.endpoint}",
+    ]
+    first = run(tmp_path, *FSDP, *s3, "log.ckpt.async_save=true", "trainer.max_steps=2", "trainer.val_check_interval=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    client = s3_server.client()
+    [end] = [p for p in client.ls(prefix) if p.endswith("-end.ckpt")]
+    assert client.exists(f"{end}.meta.json")
+    names = sorted(p.rsplit("/", 1)[-1] for p in client.ls(end))
+    assert names == [".metadata", "__0_0.distcp", "__1_0.distcp", "expconf_meta.pt"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in client.ls(end.replace("-end.ckpt", "-last.ckpt"))) == names
+
+    one_rank = ["trainer.devices=1", "trainer.strategy=fsdp", "data.micro_batch_size=4"]
+    second = run(tmp_path, *one_rank, *s3, f"resume.path='s3://{end}'", "resume.resume_if_exists=false")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert_tracks(step_losses(tmp_path / "nemo_experiments" / "fsdp" / "v1"), reference)
