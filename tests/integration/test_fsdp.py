@@ -140,8 +140,15 @@ def test_fsdp_two_ranks_preempted_and_resumed_track_one_process(tmp_path: Path, 
             ["trainer.devices=1", "data.micro_batch_size=4"],
             ["trainer.devices=2", "trainer.strategy=ddp", "data.micro_batch_size=4"],
         ),
+        # FSDP, 1 rank -> 2: a one-shard folder is split over two ranks.
+        (["trainer.devices=1", "trainer.strategy=fsdp", "data.micro_batch_size=4"], FSDP),
+        # DDP, 2 ranks -> 1 process.
+        (
+            ["trainer.devices=2", "trainer.strategy=ddp", "data.micro_batch_size=4"],
+            ["trainer.devices=1", "data.micro_batch_size=4"],
+        ),
     ],
-    ids=["fsdp-2-to-1", "ddp-1-to-2"],
+    ids=["fsdp-2-to-1", "ddp-1-to-2", "fsdp-1-to-2", "ddp-2-to-1"],
 )
 def test_resume_on_another_world_size_tracks_one_process(
     tmp_path: Path, reference: dict[int, float], before: list[str], after: list[str]
