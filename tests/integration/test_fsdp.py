@@ -186,3 +186,22 @@ def test_sharded_folders_on_s3_resume_on_one_rank(
     second = run(tmp_path, *one_rank, *s3, f"resume.path='s3://{end}'", "resume.resume_if_exists=false")
     assert second.returncode == 0, second.stderr[-3000:]
     assert_tracks(step_losses(tmp_path / "nemo_experiments" / "fsdp" / "v1"), reference)
+
+
+def test_fsdp_under_torchrun(tmp_path: Path, reference: dict[int, float]) -> None:
+    """torchrun starts both ranks; the strategy then starts none and uses torchrun's process group."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run(
+        [*torchrun, "-m", "expconf.train", *BASE, *FSDP],
+        cwd=tmp_path,
+        env=helpers.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "nemo_experiments" / "fsdp" / "v1"
+    [end] = (run_dir / "checkpoints").glob("*-end.ckpt")
+    assert sorted(p.name for p in end.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert_tracks(step_losses(run_dir), reference)
