@@ -75,6 +75,13 @@ def shard_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+def full_model_state(module: torch.nn.Module) -> dict[str, Any]:
+    """Collective: the whole model state as plain CPU tensors on rank 0 (empty elsewhere)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
 def copy_folder(storage: Storage, src: str, dst: str) -> None:
     """Copy folder ``src`` to ``dst`` (hard links locally when possible, server-side copies remotely)."""
     if storage.remote:
@@ -108,7 +115,9 @@ class ShardedSavePlan(SavePlan):
     def write(self, storage: Storage, name: str, payload: dict[str, Any], meta: CheckpointMeta) -> None:
         """Folder ``name`` gets every rank's shard; then rank 0 adds the non-shard part and the marker."""
         self.folders.append(name)
-        rest = dict(payload)  # the plan may change payload["expconf"] for a later write
+        # A copy: the plan may change payload["expconf"] for a later write. A full state_dict here is
+        # for a model archive only: the folder has the weights as shards.
+        rest = {k: v for k, v in payload.items() if k != "state_dict"}
 
         def run() -> None:
             self.owner.wait_written(name)

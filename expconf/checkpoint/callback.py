@@ -21,7 +21,7 @@ from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
-from expconf.sharded_ckpt import ShardedCheckpoints, shard_state
+from expconf.sharded_ckpt import ShardedCheckpoints, full_model_state, shard_state
 from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,6 @@ class ModelCheckpoint(Checkpoint):
             return
         self._final = None
         if getattr(trainer.strategy, "sharded_checkpoint", False) and self.sharded is None:
-            if self.always_save_nemo or self.save_nemo_on_train_end:
-                raise ValueError(
-                    "model archives (always_save_nemo, save_nemo_on_train_end) need full-state checkpoints: "
-                    "set trainer.fsdp.sharded_checkpoint=false, or convert with python -m expconf.ckpt consolidate"
-                )
             self.sharded = ShardedCheckpoints(self.storage_options, self.async_save)
             self.sharded.setup()
         storage = self.get_storage(trainer)
@@ -226,6 +221,8 @@ class ModelCheckpoint(Checkpoint):
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
             states = rng.gather(trainer)
         shards = shard_state(checkpoint) if self.sharded else {}
+        if self.sharded and (self.always_save_nemo or (end and self.save_nemo_on_train_end)):
+            checkpoint["state_dict"] = full_model_state(trainer.lightning_module)  # the archive's weights
         written: str | None = None
         plan: SavePlan | None = None
         if trainer.is_global_zero:

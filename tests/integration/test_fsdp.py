@@ -205,3 +205,21 @@ def test_fsdp_under_torchrun(tmp_path: Path, reference: dict[int, float]) -> Non
     [end] = (run_dir / "checkpoints").glob("*-end.ckpt")
     assert sorted(p.name for p in end.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
     assert_tracks(step_losses(run_dir), reference)
+
+
+def test_fsdp_model_archive_loads_in_one_process(tmp_path: Path) -> None:
+    """save_nemo_on_train_end under FSDP: the archive holds the full weights, equal to the consolidated folder's."""
+    import expconf
+    from expconf.ckpt import main
+
+    proc = run(tmp_path, *FSDP, "trainer.max_steps=2", "log.ckpt.save_nemo_on_train_end=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checkpoints = tmp_path / "nemo_experiments" / "fsdp" / "v1" / "checkpoints"
+    [archive] = checkpoints.glob("*.nemo")
+    model = expconf.load_model(str(archive))
+    [end] = checkpoints.glob("*-end.ckpt")
+    assert main(["consolidate", str(end), str(tmp_path / "full.ckpt")]) == 0
+    full = torch.load(tmp_path / "full.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    loaded = model.state_dict()
+    assert loaded.keys() == full.keys()
+    assert all(torch.equal(loaded[k], full[k]) for k in full)
