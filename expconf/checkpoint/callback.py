@@ -25,6 +25,7 @@ from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
+from expconf.sharded_ckpt import ShardedCheckpoints, full_model_state, shard_state
 from expconf.storage import Storage, is_remote
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ class ModelCheckpoint(Checkpoint):
         self._pending_rng: dict[str, Any] | None = None
         # (step, checkpoint, rng states) captured at the end of the final training step.
         self._final: tuple[int, dict[str, Any], Any] | None = None
+        # Set in setup() under a strategy that saves sharded (FSDP): every rank writes its shard.
+        self.sharded: ShardedCheckpoints | None = None
 
     # -- setup --------------------------------------------------------------------------------
     @property
@@ -163,6 +166,9 @@ class ModelCheckpoint(Checkpoint):
             return
         self._final = None
         self._last_time_checked = time.monotonic()
+        if getattr(trainer.strategy, "sharded_checkpoint", False) and self.sharded is None:
+            self.sharded = ShardedCheckpoints(self.storage_options, self.async_save)
+            self.sharded.setup()
         storage = self.get_storage(trainer)
         self.dirpath = storage.url  # resolved, as Lightning's is after setup
         if trainer.is_global_zero:
@@ -199,7 +205,7 @@ class ModelCheckpoint(Checkpoint):
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
             states = rng.gather(trainer)
             # Only rank 0 writes; a CPU copy keeps the state of this moment until on_train_end.
-            kept = stage(checkpoint) if trainer.is_global_zero else {}
+            kept = stage(checkpoint) if trainer.is_global_zero or self.sharded else {}
             self._final = (int(trainer.global_step), kept, states)
 
     def _time_to_save(self, trainer: pl.Trainer) -> bool:
@@ -344,16 +350,24 @@ class ModelCheckpoint(Checkpoint):
         else:
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
             states = rng.gather(trainer)
+        shards = shard_state(checkpoint) if self.sharded else {}
+        if self.sharded and (self.always_save_nemo or (end and self.save_nemo_on_train_end)):
+            checkpoint["state_dict"] = full_model_state(trainer.lightning_module)  # the archive's weights
         written: str | None = None
+        plan: SavePlan | None = None
         if trainer.is_global_zero:
             checkpoint["expconf_rng"] = states
-            written = self._plan_and_submit(trainer, checkpoint, metrics, base, end=end, force_last=force_last)
+            plan, written = self._plan(trainer, checkpoint, metrics, base, end=end, force_last=force_last)
+        if self.sharded:
+            self.sharded.write(trainer.strategy, plan, self.get_storage(trainer).url, shards)
+        if plan is not None:
+            self.writer.submit(plan)
         self._last_saved_step = step
         written = trainer.strategy.broadcast(written)
         trainer.strategy.barrier("expconf_ckpt_save")
         return written
 
-    def _plan_and_submit(
+    def _plan(
         self,
         trainer: pl.Trainer,
         checkpoint: dict[str, Any],
@@ -362,7 +376,8 @@ class ModelCheckpoint(Checkpoint):
         *,
         end: bool,
         force_last: bool,
-    ) -> str | None:
+    ) -> tuple[SavePlan, str | None]:
+        """Rank 0: the steps of this save and the path of the checkpoint it writes."""
         storage = self.get_storage(trainer)
         score = metrics.get(self.monitor) if self.monitor else None
         if score is not None and math.isnan(score):
@@ -372,7 +387,7 @@ class ModelCheckpoint(Checkpoint):
         def meta(name: str, kind: str) -> CheckpointMeta:
             return self._meta(name, kind, metrics)
 
-        plan = SavePlan(label=base)
+        plan = self.sharded.plan(base) if self.sharded else SavePlan(label=base)
         if end:
             name = base + END_SUFFIX + CKPT_SUFFIX
             if not self.save_optim_on_train_end:
@@ -398,10 +413,9 @@ class ModelCheckpoint(Checkpoint):
         if self.always_save_nemo or (end and self.save_nemo_on_train_end):
             plan.call(self._archive_step(trainer, storage, payload))
         self._update_best(storage)
-        self.writer.submit(plan)
         if self.verbose and written:
             log.info("saved checkpoint %s (step %d)", storage.path(written), metrics["step"])
-        return storage.path(written) if written else None
+        return plan, storage.path(written) if written else None
 
     def _plan_topk(
         self,
@@ -497,6 +511,8 @@ class ModelCheckpoint(Checkpoint):
 
     def wait(self) -> None:
         """Block until pending (async) saves are durable."""
+        if self.sharded:
+            self.sharded.wait()
         self.writer.wait()
 
     # -- Lightning state ----------------------------------------------------------------------
