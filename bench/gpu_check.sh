@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# GPU check: a short NCCL DDP run over all GPUs (expconf's own launcher, then torchrun) and the
-# throughput (tokens/s, MFU) of gpt2_124m and of a Llama that fits one GPU (tinyllama_1b) next to
-# the raw PyTorch loop, figures written to a file.
+# GPU check: a short NCCL DDP run over all GPUs (expconf's own launcher, then torchrun), an FSDP run,
+# and the throughput (tokens/s, MFU) of gpt2_124m and of a Llama that fits one GPU (tinyllama_1b) next
+# to the raw PyTorch loop, figures written to a file.
 #
 #   bench/gpu_check.sh [--wheels DIR] [--out DIR] [--steps N]   on a CUDA machine
 #   bench/gpu_check.sh --dry-run [--out DIR]                      anywhere: CPU, gloo, tiny model
@@ -99,6 +99,17 @@ ddp_check() {
 }
 ddp_check expconf $PY -m expconf.train
 ddp_check torchrun $PY -m torch.distributed.run --standalone --nproc_per_node="$NGPU" -m expconf.train
+
+# 2b. FSDP2 over all GPUs: each block sharded, async sharded (DCP) checkpoints, one shard per rank.
+FSDP=("${DDP[@]/trainer.strategy=ddp/trainer.strategy=fsdp}" log.ckpt.async_save=true log.name=fsdp)
+[ "$DRY" = 0 ] && FSDP+=(trainer.fsdp.param_dtype=bf16 trainer.fsdp.reduce_dtype=fp32 trainer.fsdp.activation_checkpointing=true)
+t0=$SECONDS
+if $PY -m expconf.train "${FSDP[@]}" > "$OUT/fsdp.log" 2>&1; then
+    shards=$(find "$OUT/runs/fsdp" -path '*-end.ckpt/__*_0.distcp' | wc -l)
+    echo "fsdp ($NGPU ranks): ok in $((SECONDS - t0))s; shards in the -end checkpoint: $shards; $(grep -m1 'final val_loss' "$OUT/fsdp.log")" | tee -a "$FIGURES"
+else
+    echo "fsdp: FAILED, see $OUT/fsdp.log" | tee -a "$FIGURES"; tail -30 "$OUT/fsdp.log" >&2; exit 1
+fi
 
 # 3. Throughput of each recipe on one GPU, expconf and the raw loop interleaved in one process.
 for R in "${THROUGHPUT[@]}"; do

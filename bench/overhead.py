@@ -71,7 +71,7 @@ def run_expconf_api(workdir: Path, steps: int) -> tuple[list[float], list[float]
             TinyModule(steps),
             None,
             trainer,
-            log=expconf.NeMoLogger(name="overhead", log_dir=str(workdir)),
+            log=expconf.NeMoLogger(name="overhead", log_dir=str(workdir), ckpt=expconf.ModelCheckpoint()),
             resume=expconf.AutoResume(),
             exit_on_preemption=False,
         )

@@ -21,6 +21,12 @@ _LAZY = {
     "TrainResult": "expconf.api",
     "load_model": "expconf.checkpoint.archive",
     "ConfigError": "expconf.errors",
+    "NotFoundError": "expconf.errors",
+    "IncompleteCheckpointError": "expconf.errors",
+    "TrainingCompletedError": "expconf.errors",
+    "CheckpointWriteError": "expconf.checkpoint.writer",
+    "RestoreConfig": "expconf.resume",
+    "AppState": "expconf.logger",
 }
 
 __all__ = sorted(_LAZY)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from expconf import launch
+from expconf import decisions, launch
 from expconf.callbacks.preemption import REQUEUE_EXIT_CODE, PreemptionCallback, requeue_slurm_job
 from expconf.callbacks.run_stats import RunStats, run_stats_lines
 from expconf.hparams import log_hyperparameters
@@ -86,29 +85,34 @@ def train(
             optim.connect(model)
         else:
             model.optim_config = optim
-    # Decisions this call makes (not inherited from a launcher) are forgotten afterwards, so a
-    # second ``train()`` in the same process decides its own run dir and checkpoint.
-    inherited = {var for var in (launch.RUN_DIR_ENV, launch.RESUME_ENV) if var in os.environ}
+    # Under expconf.train the preemption exit (and its summary) happens here, after fit returns.
+    preemption = [c for c in trainer.callbacks if isinstance(c, PreemptionCallback)]  # type: ignore[attr-defined]
+    exits = [c.exit_on_preemption for c in preemption]
     failed = True
     try:
+        for c in preemption:
+            c.exit_on_preemption = False
         _check_resume_first(log, resume)
-        run_dir = log.setup(
-            trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides
-        )
-        ckpt_path = resume.setup(trainer, model)
+        app = log.setup(trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides)
+        run_dir = Path(app.log_dir)
+        resume.setup(trainer, model)  # sets trainer.ckpt_path, as NeMo's does
         log_hyperparameters(trainer.loggers, task_config)
         stats = RunStats()
         trainer.callbacks.append(stats)  # type: ignore[attr-defined]
         if data is not None:
-            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+            trainer.fit(model, datamodule=data)
         else:
-            trainer.fit(model, ckpt_path=ckpt_path)
+            trainer.fit(model)
         failed = False
     finally:
+        for c, flag in zip(preemption, exits, strict=True):
+            c.exit_on_preemption = flag
         log.finish(exit_code=1 if failed else 0)
         log.teardown()
-        for var in {launch.RUN_DIR_ENV, launch.RESUME_ENV} - inherited:
-            os.environ.pop(var, None)
+        # Decisions this call made are forgotten (also when it failed before fit), so a second
+        # ``train()`` in the same process decides its own run dir and checkpoint.
+        decisions.release(launch.RUN_DIR_ENV)
+        decisions.release(launch.RESUME_ENV)
     result = _result(trainer, run_dir, stats)
     if result.preempted and exit_on_preemption:
         if trainer.is_global_zero:
@@ -121,7 +125,7 @@ def train(
 def _check_resume_first(log: NeMoLogger, resume: AutoResume) -> None:
     """Refuse (training already completed, only incomplete checkpoints, nothing found) before the
     run dir is touched, so a refused start leaves the previous run's files where they were."""
-    if not resume.resume_if_exists or resume.path or resume.import_path or launch.RESUME_ENV in os.environ:
+    if not resume.resume_if_exists or resume.path or decisions.inherited(launch.RESUME_ENV) is not None:
         return
     planned = log.planned_run_dir(resume_if_exists=True)
     ckpt = log.ckpt
@@ -129,7 +133,7 @@ def _check_resume_first(log: NeMoLogger, resume: AutoResume) -> None:
     if where is None and planned is not None:
         where = f"{planned}/checkpoints"
     if where is not None:
-        resume.check(str(where), ckpt.storage_options if ckpt is not None else None)
+        resume.check(str(where), getattr(ckpt, "storage_options", None))
 
 
 def _result(trainer: pl.Trainer, run_dir: Path, stats: RunStats) -> TrainResult:

@@ -97,6 +97,10 @@ def build_strategy(cfg: TrainerConfig) -> Any:
         from expconf.launch_ddp import ExpconfDDPStrategy
 
         return ExpconfDDPStrategy(find_unused_parameters=cfg.strategy.endswith("_true"))
+    if cfg.strategy == "fsdp":
+        from expconf.fsdp import ExpconfFSDPStrategy
+
+        return ExpconfFSDPStrategy(cfg.fsdp)
     return cfg.strategy
 
 
@@ -104,10 +108,12 @@ def build_callbacks(root: RootConfig) -> list[pl.Callback]:
     """TimingCallback, PreemptionCallback, progress bar, model summary and the allow-listed extras."""
     from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 
-    cbs: list[pl.Callback] = []
+    from expconf.world_resume import WorldSizeResume
+
+    cbs: list[pl.Callback] = [WorldSizeResume()]  # a checkpoint resumes on any number of ranks
     c = root.callbacks
     if c.timing:
-        cbs.append(TimingCallback())
+        cbs.append(TimingCallback(log_tokens_per_sec=True))
     if c.preemption:
         cbs.append(PreemptionCallback(c.preemption_signal))
     if root.trainer.enable_progress_bar:
@@ -133,7 +139,7 @@ def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     kwargs: dict[str, Any] = {
         f.name: getattr(t, f.name)
         for f in dataclasses.fields(t)
-        if f.name not in ("precision", "strategy", "max_epochs") and getattr(t, f.name) is not None
+        if f.name not in ("precision", "strategy", "max_epochs", "fsdp") and getattr(t, f.name) is not None
     }
     kwargs["max_epochs"] = t.max_epochs if t.max_epochs is not None else (1000 if t.max_steps == -1 else -1)
     if any(isinstance(c, ModelSummary) for c in callbacks):
@@ -146,6 +152,7 @@ def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
         callbacks=callbacks,
         use_distributed_sampler=False,  # the DataModule's sampler shards by rank and resumes exactly
         default_root_dir=".",
+        logger=False,  # NeMoLogger attaches the configured loggers (log.tensorboard, log.wandb)
     )
 
 

@@ -1,4 +1,7 @@
-"""The one error type for user mistakes, printed once at the entry point as one line."""
+"""The error types of user mistakes, printed once at the entry point as one line.
+
+Every refusal is a ``ValueError`` (as NeMo's are), except ``NotFoundError``, a ``FileNotFoundError``.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +55,18 @@ class ConfigError(ValueError):
             if hint:
                 message += f" ({hint})"
         super().__init__(" ".join(str(message).split()))
+
+
+class NotFoundError(FileNotFoundError):
+    """``resume_if_exists`` found no checkpoint to resume from (NeMo's ``NotFoundError``)."""
+
+
+class IncompleteCheckpointError(ValueError):
+    """Only incomplete checkpoints were found; they must be removed by hand or by a new run."""
+
+
+class TrainingCompletedError(ValueError):
+    """An ``-end`` checkpoint exists and ``resume_past_end`` is false ("training already completed")."""
 
 
 def _show(value: Any) -> str:

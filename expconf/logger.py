@@ -21,9 +21,10 @@ from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from expconf import launch
+from expconf import decisions, launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.io import StorageCheckpointIO
+from expconf.checkpoint.naming import LAST_SUFFIX, default_template
 from expconf.config.log import check_name
 from expconf.redact import RedactingFilter, collect_secrets, redact, redact_text
 from expconf.storage import is_remote
@@ -65,11 +66,64 @@ class RunDirTensorBoardLogger(TensorBoardLogger):
                 Path(hparams_file).write_text("{}\n")
 
 
+class AppState(os.PathLike):  # type: ignore[type-arg]
+    """What ``NeMoLogger.setup`` decided, with the fields of NeMo's ``AppState``.
+
+    ``log_dir`` is the run dir, ``exp_dir`` the root above the experiment folders, ``name`` and
+    ``version`` the experiment name and version folder (None without one). It also stands for
+    the run dir itself: ``str()``, ``os.fspath()``, ``/`` and Path methods act on ``log_dir``
+    (``.name`` is the experiment's name, as in NeMo; the folder's is ``log_dir.name``).
+    """
+
+    def __init__(
+        self,
+        log_dir: Path,
+        exp_dir: Path,
+        name: str,
+        version: str | None,
+        files_to_copy: list[str],
+        cmd_args: list[str],
+    ) -> None:
+        self.log_dir = log_dir
+        self.exp_dir = exp_dir
+        self.name = name
+        self.version = version
+        self.files_to_copy = files_to_copy
+        self.cmd_args = cmd_args
+
+    def __fspath__(self) -> str:
+        return str(self.log_dir)
+
+    def __str__(self) -> str:
+        return str(self.log_dir)
+
+    def __repr__(self) -> str:
+        return f"AppState(log_dir={str(self.log_dir)!r}, name={self.name!r}, version={self.version!r})"
+
+    def __truediv__(self, other: str | os.PathLike[str]) -> Path:
+        return self.log_dir / other
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, AppState):
+            return self.log_dir == other.log_dir
+        return self.log_dir == other if isinstance(other, Path) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.log_dir)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self.log_dir, attr)
+
+
 class NeMoLogger:
     """Experiment logging of NeMo 2.0 with the same keyword arguments (SPEC section 3).
 
-    ``setup(trainer)`` decides the run dir once for all ranks, writes the run files, attaches
-    TensorBoard / W&B loggers under it and installs the checkpoint callback.
+    ``setup(trainer)`` decides the run dir once for all ranks, writes the run files, points the
+    loggers at it and installs ``ckpt``. Defaults are NeMo's: no TensorBoard logger of its own
+    (``tensorboard=True`` adds one under the run dir) and no checkpoint callback unless ``ckpt``
+    is given; the Trainer's own loggers and checkpoint callbacks are kept.
     """
 
     def __init__(
@@ -86,7 +140,7 @@ class NeMoLogger:
         wandb: WandbLogger | None = None,
         tensorboard: TensorBoardLogger | bool | None = None,
         extra_loggers: list[Logger] | None = None,
-        ckpt: ModelCheckpoint | None = None,
+        ckpt: ModelCheckpoint | LightningModelCheckpoint | None = None,
     ) -> None:
         if log_local_rank_0_only and log_global_rank_0_only:
             raise ValueError("NeMoLogger: log_local_rank_0_only and log_global_rank_0_only cannot both be true")
@@ -112,8 +166,9 @@ class NeMoLogger:
     def planned_run_dir(self, resume_if_exists: bool = False) -> Path | None:
         """The run dir when it does not depend on the clock (None for a new datetime version);
         no side effects. A decision a launcher already made wins."""
-        if launch.RUN_DIR_ENV in os.environ:
-            return Path(os.environ[launch.RUN_DIR_ENV])
+        handed = decisions.inherited(launch.RUN_DIR_ENV)
+        if handed is not None:
+            return Path(handed)
         if self.explicit_log_dir:
             return Path(self.explicit_log_dir)
         base = Path(self.log_dir or "nemo_experiments") / self.name
@@ -145,7 +200,7 @@ class NeMoLogger:
             archive_previous_files(path, self.files_to_copy)
             return str(path.resolve())
 
-        self.run_dir = Path(launch.agree(launch.RUN_DIR_ENV, decide))
+        self.run_dir = Path(decisions.agree(launch.RUN_DIR_ENV, decide))
         return self.run_dir
 
     # -- setup ----------------------------------------------------------------------------------
@@ -155,13 +210,15 @@ class NeMoLogger:
         resume_if_exists: bool = False,
         task_config: dict[str, Any] | None = None,
         overrides: list[str] | None = None,
-    ) -> Path:
-        """Decide the run dir, write its files and wire loggers and checkpointing into ``trainer``."""
+    ) -> AppState:
+        """Decide the run dir, write its files and wire loggers and checkpointing into ``trainer``;
+        returns NeMo's ``AppState`` fields (also usable as the run dir's path)."""
         run_dir = self.decide_run_dir(resume_if_exists)
+        decisions.scope_of(trainer, launch.RUN_DIR_ENV)
         rank, local = launch.global_rank(), launch.local_rank()
         secrets = collect_secrets(task_config or {})
-        if self.ckpt is not None:
-            secrets += collect_secrets(dict(self.ckpt.storage_options))  # by key: not every option is secret
+        # by key: not every option is secret (a plain Lightning ModelCheckpoint has none)
+        secrets += collect_secrets(dict(getattr(self.ckpt, "storage_options", None) or {}))
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
         # The log file opens before the run files are written, so their warnings land in it.
@@ -171,7 +228,15 @@ class NeMoLogger:
         trainer._default_root_dir = str(run_dir)  # type: ignore[attr-defined]
         self._attach_loggers(trainer, run_dir)
         self._attach_checkpointing(trainer, run_dir)
-        return run_dir
+        return self.app_state(run_dir, resume_if_exists)
+
+    def app_state(self, run_dir: Path, resume_if_exists: bool = False) -> AppState:
+        """The ``AppState`` of ``run_dir`` as decided for this logger."""
+        if self.explicit_log_dir:
+            return AppState(run_dir, run_dir, "", "", self.files_to_copy, list(sys.argv))
+        base = Path(self.log_dir or "nemo_experiments").resolve()
+        version = None if run_dir == (base / self.name) else run_dir.name
+        return AppState(run_dir, base, self.name, version, self.files_to_copy, list(sys.argv))
 
     def _write_run_files(
         self,
@@ -212,21 +277,28 @@ class NeMoLogger:
         self._file_handler = handler
 
     def _attach_loggers(self, trainer: pl.Trainer, run_dir: Path) -> None:
-        loggers: list[Logger] = []
-        if self.tensorboard is None or self.tensorboard is True:
+        """The Trainer's own loggers stay (pointed at the run dir when ``update_logger_directory``);
+        a TensorBoard logger given here takes the place of the Trainer's own TensorBoard logger."""
+        if self.tensorboard is True:
             self.tensorboard = RunDirTensorBoardLogger(
                 save_dir=str(run_dir), name="tb_logs", version="", default_hp_metric=False
             )
-        if isinstance(self.tensorboard, TensorBoardLogger):
-            if self.update_logger_directory:
-                self.tensorboard._root_dir = str(run_dir)
-                self.tensorboard._save_dir = str(run_dir)  # type: ignore[attr-defined]
-                self.tensorboard._version = ""
-            loggers.append(self.tensorboard)
+        tensorboard = self.tensorboard if isinstance(self.tensorboard, TensorBoardLogger) else None
+        own = [lg for lg in trainer.loggers if not (tensorboard is not None and isinstance(lg, TensorBoardLogger))]
+        loggers: list[Logger] = [*own]
+        if tensorboard is not None:
+            loggers.append(tensorboard)
         if self.wandb is not None:
             self._prepare_wandb(self.wandb, run_dir)
             loggers.append(self.wandb)
-        loggers.extend(self.extra_loggers)
+        loggers.extend(lg for lg in self.extra_loggers if lg not in loggers)
+        if self.update_logger_directory:
+            for lg in loggers:
+                if hasattr(lg, "_root_dir") and not isinstance(lg, WandbLogger):
+                    lg._root_dir = str(run_dir)  # type: ignore[attr-defined]
+                    if hasattr(lg, "_save_dir"):
+                        lg._save_dir = str(run_dir)  # type: ignore[attr-defined]
+                    lg._version = ""  # type: ignore[attr-defined]
         trainer.loggers = loggers
 
     def _prepare_wandb(self, wandb: WandbLogger, run_dir: Path) -> None:
@@ -251,16 +323,33 @@ class NeMoLogger:
             id_file.write_text(str(run_id))
 
     def _attach_checkpointing(self, trainer: pl.Trainer, run_dir: Path) -> None:
-        ckpt = self.ckpt or ModelCheckpoint()
-        self.ckpt = ckpt
-        if not ckpt.dirpath:
-            ckpt.dirpath = str(run_dir / "checkpoints")
-        ckpt.name = self.name
-        ckpt.storage = None  # re-resolved from the final dirpath
-        existing = trainer.callbacks  # type: ignore[attr-defined]
-        callbacks = [c for c in existing if not isinstance(c, (LightningModelCheckpoint, ModelCheckpoint))]
-        trainer.callbacks = [*callbacks, ckpt]  # type: ignore[attr-defined]
-        trainer.strategy.checkpoint_io = StorageCheckpointIO(ckpt.storage_options)
+        """Install ``ckpt`` (in place of the Trainer's own checkpoint callback, as NeMo does) and
+        give every checkpoint callback without a dirpath or filename the run dir's."""
+        callbacks = list(trainer.callbacks)  # type: ignore[attr-defined]
+        if self.ckpt is not None:
+            if isinstance(self.ckpt, ModelCheckpoint):
+                self.ckpt.name = self.name
+                self.ckpt.storage = None  # re-resolved from the final dirpath
+            mine = [i for i, c in enumerate(callbacks) if _is_checkpoint_callback(c)]
+            if mine and callbacks[mine[0]] is not self.ckpt:
+                log.warning("the Trainer's own checkpoint callback is replaced by NeMoLogger's ckpt")
+            if mine:
+                callbacks[mine[0]] = self.ckpt
+            else:
+                callbacks.append(self.ckpt)
+            trainer.callbacks = callbacks  # type: ignore[attr-defined]
+        for c in callbacks:
+            if not _is_checkpoint_callback(c):
+                continue
+            if not c.dirpath:
+                c.dirpath = str(run_dir / "checkpoints")
+            if isinstance(c, LightningModelCheckpoint) and c.filename is None:
+                c.filename = default_template(self.name, c.monitor)
+                c.CHECKPOINT_NAME_LAST = c.filename + LAST_SUFFIX
+        expconf_ckpt = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+        if expconf_ckpt is not None:
+            expconf_ckpt.storage = None
+            trainer.strategy.checkpoint_io = StorageCheckpointIO(expconf_ckpt.storage_options)
 
     def finish(self, exit_code: int = 0) -> None:
         """Finish the W&B run this logger started, so its files are complete when ``train`` returns
@@ -277,6 +366,10 @@ class NeMoLogger:
                 logging.getLogger(name).removeHandler(self._file_handler)
             self._file_handler.close()
             self._file_handler = None
+
+
+def _is_checkpoint_callback(c: object) -> bool:
+    return isinstance(c, (ModelCheckpoint, LightningModelCheckpoint))
 
 
 def create_exclusive(base: Path, version: str) -> Path:

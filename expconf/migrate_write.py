@@ -166,8 +166,8 @@ def to_python(m: Migration) -> str:
     if wandb.get("enabled"):
         args = ", ".join(f"{k}={_py(v)}" for k, v in wandb.items() if k != "enabled")
         lines.append(f"{ind}wandb=WandbLogger({args}),")
-    if m.get("log.tensorboard.enabled") is False:
-        lines.append(f"{ind}tensorboard=False,")
+    # exp_manager's TensorBoard logger was on unless turned off; NeMoLogger's is off unless asked for.
+    lines.append(f"{ind}tensorboard={m.get('log.tensorboard.enabled') is not False},")
     lines.append(f"{ind}ckpt=expconf.ModelCheckpoint(")
     ckpt = m.get("log.ckpt", {})
     lines += [

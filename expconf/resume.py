@@ -7,24 +7,42 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from expconf import launch
+from expconf import decisions, launch
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX
+from expconf.errors import IncompleteCheckpointError, NotFoundError, TrainingCompletedError
 from expconf.storage import Storage
 
 log = logging.getLogger("expconf")
 
 
-class NotFoundError(FileNotFoundError):
-    """``resume_if_exists`` found no checkpoint to resume from."""
+__all__ = ["AutoResume", "IncompleteCheckpointError", "NotFoundError", "RestoreConfig", "TrainingCompletedError"]
 
 
-class IncompleteCheckpointError(RuntimeError):
-    """Only incomplete checkpoints were found; they must be removed by hand or by a new run."""
+@dataclass
+class RestoreConfig:
+    """NeMo 2.0's ``RestoreConfig``: initialise a new run from ``path`` without resuming it.
 
+    ``load_model_state`` loads the model weights (safe loading, no pickle). Restoring optimizer
+    state or adapters without the loop state is not supported (``ValueError``); expconf's
+    archives carry no artifacts besides weights and config, so ``load_artifacts`` has nothing
+    more to load.
+    """
 
-class TrainingCompletedError(RuntimeError):
-    """An ``-end`` checkpoint exists and ``resume_past_end`` is false."""
+    path: str
+    adapter_path: str | None = None
+    load_model_state: bool = True
+    load_optim_state: bool = False
+    load_artifacts: bool = True
+
+    def __post_init__(self) -> None:
+        if self.adapter_path:
+            raise ValueError(f"RestoreConfig adapter_path={self.adapter_path!r}: adapters are not supported by expconf")
+        if self.load_optim_state:
+            raise ValueError(
+                "RestoreConfig load_optim_state=True: expconf restores optimizer state only together with "
+                "the loop state; use AutoResume(resume_from_path=...) to resume a run"
+            )
 
 
 def _stem(name: str) -> str:
@@ -54,8 +72,10 @@ class ResumeDecision:
 def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
     """Apply the decision table of SPEC section 5 to one folder; raises for the error rows."""
     listing = scan(storage)
-    ends = [m for n, m in listing.complete.items() if is_end(n)]
-    lasts = [m for n, m in listing.complete.items() if is_last(n)]
+    # Another tool's readable '-last' / '-end' checkpoints (a Lightning ModelCheckpoint's) count too.
+    found = {**listing.foreign, **listing.complete}
+    ends = [m for n, m in found.items() if is_end(n)]
+    lasts = [m for n, m in found.items() if is_last(n)]
     if ends:
         newest_end = max(ends, key=lambda m: (m.global_step, m.created))
         if not resume_past_end:
@@ -88,7 +108,11 @@ def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
 
 
 class AutoResume:
-    """NeMo 2.0's AutoResume with the same keyword arguments and the fixes of SPEC section 5."""
+    """NeMo 2.0's AutoResume with the same keyword arguments and the fixes of SPEC section 5.
+
+    ``resume_from_path`` / ``resume_from_directory`` are NeMo's current names of ``path`` /
+    ``dirpath``; ``import_path`` is the older spelling of ``restore_config=RestoreConfig(path)``.
+    """
 
     def __init__(
         self,
@@ -98,17 +122,36 @@ class AutoResume:
         resume_if_exists: bool = False,
         resume_past_end: bool = False,
         resume_ignore_no_checkpoint: bool = False,
+        *,
+        restore_config: RestoreConfig | None = None,
+        resume_from_directory: str | None = None,
+        resume_from_path: str | None = None,
     ) -> None:
-        if path and import_path:
+        path = _alias("path", path, "resume_from_path", resume_from_path)
+        dirpath = _alias("dirpath", dirpath, "resume_from_directory", resume_from_directory)
+        if import_path and restore_config is not None:
+            raise ValueError("AutoResume: import_path and restore_config are the same setting (give one)")
+        if path and (import_path or restore_config is not None):
             raise ValueError("AutoResume: path and import_path are mutually exclusive (pick one)")
+        if restore_config is None and import_path:
+            restore_config = RestoreConfig(path=import_path)
         self.path = path
         self.dirpath = dirpath
-        self.import_path = import_path
+        self.restore_config = restore_config
         self.resume_if_exists = resume_if_exists
         self.resume_past_end = resume_past_end
         self.resume_ignore_no_checkpoint = resume_ignore_no_checkpoint
         self.ckpt_path: str | None = None
         self.decision: ResumeDecision | None = None
+
+    # NeMo's names, readable and writable like the keywords.
+    resume_from_path = property(lambda self: self.path, lambda self, v: setattr(self, "path", v))
+    resume_from_directory = property(lambda self: self.dirpath, lambda self, v: setattr(self, "dirpath", v))
+
+    @property
+    def import_path(self) -> str | None:
+        """The checkpoint or archive whose weights initialise a run that does not resume."""
+        return self.restore_config.path if self.restore_config is not None else None
 
     def search_dir(self, trainer: Any) -> tuple[str, dict[str, Any]]:
         """Where resume_if_exists looks: dirpath, else the checkpoint callback's dirpath, else run dir."""
@@ -121,31 +164,36 @@ class AutoResume:
         return f"{trainer.default_root_dir}/checkpoints", options
 
     def setup(self, trainer: Any, model: Any = None) -> str | None:
-        """Decide (once, shared by all ranks) and return the checkpoint to resume from, or None.
+        """Decide (once, shared by all ranks) what this run resumes from; set and return
+        ``trainer.ckpt_path`` (None when it starts fresh).
 
-        ``import_path`` loads only model weights into ``model`` (no pickle) and returns None.
+        Nothing to resume and a ``restore_config`` (``import_path``): only the model weights are
+        loaded into ``model`` (no pickle) and training starts from step 0.
         """
-        if self.import_path:
-            if model is None:
-                raise ValueError("AutoResume.import_path needs the model passed to setup()")
-            load_weights(model, self.import_path)
-            return None
-        chosen = launch.agree(launch.RESUME_ENV, lambda: self._decide(trainer) or launch.NO_CHECKPOINT)
+        if self.restore_config is not None and model is None:
+            raise ValueError("AutoResume restore_config/import_path needs the model passed to setup()")
+        chosen = decisions.agree(launch.RESUME_ENV, lambda: self._decide(trainer) or launch.NO_CHECKPOINT)
+        decisions.scope_of(trainer, launch.RESUME_ENV)
         self.ckpt_path = None if chosen == launch.NO_CHECKPOINT else chosen
+        if self.ckpt_path is None:
+            if self.restore_config is not None and self.restore_config.load_model_state:
+                load_weights(model, self.restore_config.path)
+            return None
+        trainer.ckpt_path = self.ckpt_path
         ckpt = getattr(trainer, "checkpoint_callback", None)
-        if self.ckpt_path and ckpt is not None and hasattr(ckpt, "protected"):
+        if ckpt is not None and hasattr(ckpt, "protected"):
             ckpt.protected.add(self.ckpt_path.rstrip("/").rsplit("/", 1)[-1])
         return self.ckpt_path
 
     def check(self, where: str, storage_options: dict[str, Any] | None = None) -> None:
         """Raise now what ``resume_if_exists`` would raise for folder ``where`` (training already
         completed, only incomplete checkpoints, nothing found), before the run dir is touched."""
-        if self.resume_if_exists and not self.path and not self.import_path:
+        if self.resume_if_exists and not self.path:
             self._decide_in(Storage(where, storage_options))
 
     def _decide_in(self, storage: Storage) -> ResumeDecision:
         decision = decide(storage, self.resume_past_end)
-        if decision.chosen is None and not self.resume_ignore_no_checkpoint:
+        if decision.chosen is None and not self.resume_ignore_no_checkpoint and self.restore_config is None:
             raise NotFoundError(
                 f"AutoResume: no checkpoint found in {storage.url}; set resume.resume_ignore_no_checkpoint=true "
                 "to start from scratch"
@@ -157,7 +205,7 @@ class AutoResume:
             folder, _, name = self.path.rstrip("/").rpartition("/")
             storage = Storage(folder or ".", self.search_dir(trainer)[1])
             if not storage.exists(name):
-                raise FileNotFoundError(f"resume.path={self.path}: no such checkpoint")
+                raise NotFoundError(f"resume.path={self.path}: no such checkpoint")
             return self.path
         if not self.resume_if_exists:
             return None
@@ -165,11 +213,18 @@ class AutoResume:
         storage = Storage(where, options)
         self.decision = self._decide_in(storage)
         if self.decision.chosen is None:
-            warnings.warn(f"AutoResume: no checkpoint found in {where}; training from scratch", stacklevel=2)
+            if self.restore_config is None:
+                warnings.warn(f"AutoResume: no checkpoint found in {where}; training from scratch", stacklevel=2)
             return None
         path = storage.path(self.decision.chosen.name)
         log.info("resuming from %s (%s)", path, self.decision.reason)
         return path
+
+
+def _alias(name: str, value: str | None, nemo_name: str, nemo_value: str | None) -> str | None:
+    if value and nemo_value and value != nemo_value:
+        raise ValueError(f"AutoResume: {name}={value!r} and {nemo_name}={nemo_value!r} are one setting (give one)")
+    return value or nemo_value
 
 
 def load_weights(model: Any, path: str, storage_options: dict[str, Any] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 from types import FrameType
 from typing import Any
@@ -27,12 +28,16 @@ class PreemptionCallback(Callback):
 
     On the signal the current optimizer step finishes, a ``-last`` checkpoint is written (and
     pending async saves are awaited), all ranks stop together, and the run exits with
-    :data:`REQUEUE_EXIT_CODE`. A second signal (more than a second after the first) is
+    :data:`REQUEUE_EXIT_CODE`: in a plain Trainer the process exits when the Trainer tears down
+    after the stop (``exit_on_preemption``); under ``expconf.train`` once ``fit`` has returned. A second signal (more than a second after the first) is
     re-delivered with the default action, so the process terminates: it is never swallowed.
     """
 
-    def __init__(self, sig: int | str = signal.SIGTERM) -> None:
+    def __init__(self, sig: int | str | None = None, exit_on_preemption: bool = True) -> None:
+        if sig is None:
+            sig = signal.SIGTERM  # NeMo's default
         self.sig = signal.Signals[sig] if isinstance(sig, str) else signal.Signals(sig)
+        self.exit_on_preemption = exit_on_preemption
         self.received = False
         self.preempted = False
         self._received_at = 0.0
@@ -40,6 +45,11 @@ class PreemptionCallback(Callback):
         self._installed = False
         self._last_step = -1
         self._launcher: Any = None
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the signal arrived (NeMo's name)."""
+        return self.received
 
     # -- the handler ----------------------------------------------------------------------------
     def _handler(self, signum: int, frame: FrameType | None) -> None:
@@ -121,6 +131,15 @@ class PreemptionCallback(Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.uninstall()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # The checkpoint is durable (awaited in on_train_batch_end) and every rank stopped at the
+        # same step, so each rank ends here with the requeue code, as NeMo's callback ends its process.
+        if stage == "fit" and self.preempted and self.exit_on_preemption:
+            if trainer.is_global_zero:
+                requeue_slurm_job()
+            log.warning("preempted: exiting with %d (requeue)", REQUEUE_EXIT_CODE)
+            sys.exit(REQUEUE_EXIT_CODE)
 
     def exit_code(self) -> int:
         """The exit status the run should end with (0 when not preempted)."""

@@ -23,7 +23,20 @@ class TimingCallback(Callback):
     therefore holds the timing of the last logging step.
     """
 
-    def __init__(self, tokens_per_step: int | None = None) -> None:
+    def __init__(
+        self,
+        timer_kwargs: dict[str, Any] | None = None,
+        log_tokens_per_sec: bool = False,
+        tokens_per_step: int | None = None,
+    ) -> None:
+        """NeMo's keywords: ``log_tokens_per_sec`` (off by default, as in NeMo) turns on
+        ``tokens_per_sec`` (also on when ``tokens_per_step`` is given); ``timer_kwargs`` takes
+        ``sync_cuda`` (synchronise the device before each logged step time, default true)."""
+        unknown = set(timer_kwargs or {}) - {"sync_cuda"}
+        if unknown:
+            raise ValueError(f"TimingCallback timer_kwargs: unsupported keys {sorted(unknown)} (expected sync_cuda)")
+        self.sync_cuda = bool((timer_kwargs or {}).get("sync_cuda", True))
+        self.log_tokens_per_sec = log_tokens_per_sec or tokens_per_step is not None
         self.tokens_per_step = tokens_per_step
         self._start: dict[str, float] = {}
         self._batch_start = 0.0
@@ -79,13 +92,13 @@ class TimingCallback(Callback):
         if "train" not in self._start:
             return
         logging_step = self._logging_step(trainer)
-        if logging_step and torch.cuda.is_available():
+        if logging_step and self.sync_cuda and torch.cuda.is_available():
             torch.cuda.synchronize()
         dt = time.perf_counter() - self._start.pop("train")
         if not logging_step:
             return
         self._log(pl_module, "train_step_timing in s", dt)
-        tokens = self._tokens(trainer)
+        tokens = self._tokens(trainer) if self.log_tokens_per_sec else None
         if tokens and dt > 0:
             self._log(pl_module, "tokens_per_sec", tokens / dt, prog_bar=False)
             self._log_flops(trainer, pl_module, tokens / dt)

@@ -11,25 +11,67 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+import os
+import time
+from datetime import timedelta
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import Checkpoint
 
 from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
-from expconf.storage import Storage
+from expconf.sharded_ckpt import ShardedCheckpoints, full_model_state, shard_state
+from expconf.storage import Storage, is_remote
 
 log = logging.getLogger(__name__)
 
-_LIGHTNING_KWARGS_IGNORED = {"save_on_train_epoch_end", "enable_version_counter", "verbose"}
+
+class CheckpointArgumentError(MisconfigurationException, ValueError):
+    """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type)."""
+
+
+def _check_arguments(
+    mode: str,
+    save_top_k: int,
+    every_n_train_steps: int | None,
+    every_n_epochs: int | None,
+    train_time_interval: timedelta | float | None,
+) -> None:
+    if mode not in ("min", "max"):
+        raise CheckpointArgumentError(f"ModelCheckpoint: `mode` can be 'min' or 'max' but got {mode}")
+    if save_top_k < -1:
+        raise CheckpointArgumentError(f"ModelCheckpoint save_top_k={save_top_k}: Must be >= -1")
+    for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
+        if n is not None and n < 0:
+            raise CheckpointArgumentError(f"ModelCheckpoint {key}={n}: Must be >= 0")
+    given = [n for n in (every_n_train_steps, every_n_epochs, train_time_interval) if n]
+    if len(given) > 1:
+        raise CheckpointArgumentError(
+            "ModelCheckpoint: Combination of parameters every_n_train_steps, every_n_epochs and "
+            "train_time_interval should be mutually exclusive (set one)"
+        )
 
 
 class ModelCheckpoint(Checkpoint):
-    """Saves top-k, ``-last`` and ``-end`` checkpoints; keyword names and defaults follow NeMo 2.0."""
+    """Saves top-k, ``-last`` and ``-end`` checkpoints; keyword names and defaults follow NeMo 2.0,
+    and every keyword of Lightning 2.6's ``ModelCheckpoint`` has Lightning's meaning:
+
+    ``verbose`` logs each save; ``save_on_exception`` writes a resumable ``-last`` checkpoint when
+    training fails; ``train_time_interval`` saves when that much time passed since the last save
+    (rank 0's clock decides for all ranks; a number means seconds); ``save_on_train_epoch_end`` saves at the end of each
+    training epoch instead of after validation (None: when there is no validation, as Lightning);
+    NeMo's ``save_optim_on_train_end=False`` leaves the optimizer state out of the ``-end``
+    checkpoint (the default here is True, so a run resumed past its end continues exactly), and
+    ``always_save_context`` / ``save_context_on_train_end`` write the model archive as
+    ``always_save_nemo`` / ``save_nemo_on_train_end`` do. ``enable_version_counter`` adds ``-v1``, ``-v2``, ... to a name that is already taken instead
+    of overwriting it; ``save_last="link"`` is accepted as ``True`` (a copy: object stores have
+    no links).
+    """
 
     def __init__(
         self,
@@ -37,7 +79,7 @@ class ModelCheckpoint(Checkpoint):
         monitor: str | None = "val_loss",
         save_top_k: int = 3,
         mode: str = "min",
-        save_last: bool = True,
+        save_last: bool | Literal["link"] | None = True,
         every_n_train_steps: int | None = None,
         filename: str | None = None,
         always_save_nemo: bool = False,
@@ -47,29 +89,42 @@ class ModelCheckpoint(Checkpoint):
         save_weights_only: bool = False,
         storage_options: dict[str, Any] | None = None,
         auto_insert_metric_name: bool = True,
-        **lightning_kwargs: Any,
+        verbose: bool = True,
+        save_on_exception: bool = False,
+        train_time_interval: timedelta | float | None = None,
+        save_on_train_epoch_end: bool | None = False,
+        enable_version_counter: bool = True,
+        save_optim_on_train_end: bool = True,
+        always_save_context: bool = False,
+        save_context_on_train_end: bool = False,
     ) -> None:
-        unknown = set(lightning_kwargs) - _LIGHTNING_KWARGS_IGNORED
-        if unknown:
-            raise TypeError(f"ModelCheckpoint got unexpected keyword arguments: {sorted(unknown)}")
-        if mode not in ("min", "max"):
-            raise ValueError(f"ModelCheckpoint mode={mode!r}: expected 'min' or 'max'")
-        if save_top_k < -1:
-            raise ValueError(f"ModelCheckpoint save_top_k={save_top_k}: expected an integer >= -1")
+        _check_arguments(mode, save_top_k, every_n_train_steps, every_n_epochs, train_time_interval)
+        if dirpath is not None and not is_remote(str(dirpath)):
+            dirpath = os.path.realpath(os.path.expanduser(str(dirpath)))  # as Lightning: ~ and relative paths
         self.dirpath = dirpath
         self.monitor = monitor
         self.save_top_k = save_top_k
         self.mode = mode
-        self.save_last = save_last
+        self.save_last = bool(save_last)
         self.every_n_train_steps = every_n_train_steps
         self.every_n_epochs = every_n_epochs
         self.filename = filename
-        self.always_save_nemo = always_save_nemo
-        self.save_nemo_on_train_end = save_nemo_on_train_end
+        # NeMo's "context" (what rebuilds the model) is here the model archive: config and weights.
+        self.always_save_nemo = always_save_nemo or always_save_context
+        self.save_nemo_on_train_end = save_nemo_on_train_end or save_context_on_train_end
+        self.save_optim_on_train_end = save_optim_on_train_end
         self.async_save = async_save
         self.save_weights_only = save_weights_only
         self.storage_options = dict(storage_options or {})
         self.auto_insert_metric_name = auto_insert_metric_name
+        self.verbose = verbose
+        self.save_on_exception = save_on_exception
+        if isinstance(train_time_interval, (int, float)):
+            train_time_interval = timedelta(seconds=train_time_interval)  # seconds, as the config gives it
+        self.train_time_interval = train_time_interval
+        self.save_on_train_epoch_end = save_on_train_epoch_end
+        self.enable_version_counter = enable_version_counter
+        self._last_time_checked: float | None = None
         self.name = "model"  # NeMoLogger sets its experiment name here
         self.writer = CheckpointWriter(async_save=async_save)
         self.storage: Storage | None = None
@@ -84,6 +139,8 @@ class ModelCheckpoint(Checkpoint):
         self._pending_rng: dict[str, Any] | None = None
         # (step, checkpoint, rng states) captured at the end of the final training step.
         self._final: tuple[int, dict[str, Any], Any] | None = None
+        # Set in setup() under a strategy that saves sharded (FSDP): every rank writes its shard.
+        self.sharded: ShardedCheckpoints | None = None
 
     # -- setup --------------------------------------------------------------------------------
     @property
@@ -108,7 +165,12 @@ class ModelCheckpoint(Checkpoint):
         if stage != "fit":
             return
         self._final = None
+        self._last_time_checked = time.monotonic()
+        if getattr(trainer.strategy, "sharded_checkpoint", False) and self.sharded is None:
+            self.sharded = ShardedCheckpoints(self.storage_options, self.async_save)
+            self.sharded.setup()
         storage = self.get_storage(trainer)
+        self.dirpath = storage.url  # resolved, as Lightning's is after setup
         if trainer.is_global_zero:
             storage.makedirs()
             listing = scan(storage)
@@ -134,6 +196,8 @@ class ModelCheckpoint(Checkpoint):
         n = self.every_n_train_steps
         if n and trainer.global_step > 0 and trainer.global_step % n == 0:
             self.save(trainer)
+        elif self.train_time_interval is not None and self._time_to_save(trainer):
+            self.save(trainer)
         if self._final is None and self._is_final_step(trainer):
             # The '-end' checkpoint keeps the loop state of this moment, the point every other save
             # uses: Lightning's loops advance their counters once more before on_train_end, and a
@@ -141,8 +205,24 @@ class ModelCheckpoint(Checkpoint):
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
             states = rng.gather(trainer)
             # Only rank 0 writes; a CPU copy keeps the state of this moment until on_train_end.
-            kept = stage(checkpoint) if trainer.is_global_zero else {}
+            kept = stage(checkpoint) if trainer.is_global_zero or self.sharded else {}
             self._final = (int(trainer.global_step), kept, states)
+
+    def _time_to_save(self, trainer: pl.Trainer) -> bool:
+        """Whether ``train_time_interval`` has passed since the last save, by rank 0's clock."""
+        assert self.train_time_interval is not None
+        now = time.monotonic()
+        last = self._last_time_checked if self._last_time_checked is not None else now
+        due = bool(trainer.strategy.broadcast(now - last >= self.train_time_interval.total_seconds()))
+        if due:
+            self._last_time_checked = now
+        return due
+
+    def _saves_on_train_epoch_end(self, trainer: pl.Trainer) -> bool:
+        if self.save_on_train_epoch_end is not None:
+            return self.save_on_train_epoch_end
+        batches = trainer.num_val_batches
+        return trainer.check_val_every_n_epoch == 1 and not (sum(batches) if isinstance(batches, list) else batches)
 
     @staticmethod
     def _is_final_step(trainer: pl.Trainer) -> bool:
@@ -157,13 +237,18 @@ class ModelCheckpoint(Checkpoint):
         )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.every_n_train_steps or self.every_n_epochs:
+        if trainer.sanity_checking or self._periodic() or self._saves_on_train_epoch_end(trainer):
             return
         self.save(trainer)
+
+    def _periodic(self) -> bool:
+        return bool(self.every_n_train_steps or self.every_n_epochs or self.train_time_interval is not None)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         n = self.every_n_epochs
         if n and (trainer.current_epoch + 1) % n == 0:
+            self.save(trainer)
+        elif not self._periodic() and self._saves_on_train_epoch_end(trainer):
             self.save(trainer)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -181,9 +266,60 @@ class ModelCheckpoint(Checkpoint):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         try:
+            if self._saves_on_exception(trainer):
+                self._save_exception_checkpoint(trainer, exception)
             self.wait()
         except Exception as e:  # the original exception is the one to report
             log.error("%s", e)
+
+    def _saves_on_exception(self, trainer: pl.Trainer) -> bool:
+        return (
+            self.save_on_exception
+            and not self.interrupted  # a preemption already wrote its checkpoint
+            and not trainer.sanity_checking
+            and not getattr(trainer, "fast_dev_run", False)
+            and trainer.global_step != self._last_saved_step
+        )
+
+    def _save_exception_checkpoint(self, trainer: pl.Trainer, exception: BaseException) -> None:
+        """As Lightning: ``<filename>.ckpt`` and, with ``save_last``, the ``-last`` copy (resumable);
+        rank 0 only and without collectives, as other ranks may be gone."""
+        if not trainer.is_global_zero:
+            return
+        metrics = self.metrics(trainer)
+        template = self.filename or default_template(self.name, self.monitor)
+        base = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
+        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+        checkpoint["expconf_rng"] = {"per_rank": [rng.capture()]}
+        checkpoint["expconf"] = {"kind": "exception", "global_step": metrics["step"]}
+        storage = self.get_storage(trainer)
+        name = base + CKPT_SUFFIX
+        plan = SavePlan(label=name)
+        plan.write(storage, name, checkpoint, self._meta(name, "exception", metrics))
+        if self.save_last:
+            last = base + LAST_SUFFIX + CKPT_SUFFIX
+            plan.copy(storage, name, last, self._meta(last, "last", metrics))
+            old = self.last_model_path.rsplit("/", 1)[-1] if self.last_model_path else ""
+            if old and old != last and old not in self.protected:
+                plan.delete(storage, old)
+            self.last_model_path = storage.path(last)
+        self.writer.submit(plan)
+        self._last_saved_step = int(trainer.global_step)
+        log.warning("%s raised; saved checkpoint %s", type(exception).__name__, storage.path(name))
+
+    def _meta(self, name: str, kind: str, metrics: dict[str, Any]) -> CheckpointMeta:
+        consumed = metrics.get("consumed_samples")
+        score = metrics.get(self.monitor) if self.monitor else None
+        return CheckpointMeta(
+            name=name,
+            global_step=int(metrics["step"]),
+            epoch=int(metrics["epoch"]),
+            kind=kind,
+            monitor=self.monitor,
+            score=None if score is None or math.isnan(score) else score,
+            metrics=dict(metrics),
+            consumed_samples=int(consumed) if consumed is not None else None,
+        )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.writer.close()
@@ -214,16 +350,24 @@ class ModelCheckpoint(Checkpoint):
         else:
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
             states = rng.gather(trainer)
+        shards = shard_state(checkpoint) if self.sharded else {}
+        if self.sharded and (self.always_save_nemo or (end and self.save_nemo_on_train_end)):
+            checkpoint["state_dict"] = full_model_state(trainer.lightning_module)  # the archive's weights
         written: str | None = None
+        plan: SavePlan | None = None
         if trainer.is_global_zero:
             checkpoint["expconf_rng"] = states
-            written = self._plan_and_submit(trainer, checkpoint, metrics, base, end=end, force_last=force_last)
+            plan, written = self._plan(trainer, checkpoint, metrics, base, end=end, force_last=force_last)
+        if self.sharded:
+            self.sharded.write(trainer.strategy, plan, self.get_storage(trainer).url, shards)
+        if plan is not None:
+            self.writer.submit(plan)
         self._last_saved_step = step
         written = trainer.strategy.broadcast(written)
         trainer.strategy.barrier("expconf_ckpt_save")
         return written
 
-    def _plan_and_submit(
+    def _plan(
         self,
         trainer: pl.Trainer,
         checkpoint: dict[str, Any],
@@ -232,7 +376,8 @@ class ModelCheckpoint(Checkpoint):
         *,
         end: bool,
         force_last: bool,
-    ) -> str | None:
+    ) -> tuple[SavePlan, str | None]:
+        """Rank 0: the steps of this save and the path of the checkpoint it writes."""
         storage = self.get_storage(trainer)
         score = metrics.get(self.monitor) if self.monitor else None
         if score is not None and math.isnan(score):
@@ -240,21 +385,13 @@ class ModelCheckpoint(Checkpoint):
         payload = self.writer.stage(checkpoint) if self.async_save else checkpoint
 
         def meta(name: str, kind: str) -> CheckpointMeta:
-            consumed = metrics.get("consumed_samples")
-            return CheckpointMeta(
-                name=name,
-                global_step=int(metrics["step"]),
-                epoch=int(metrics["epoch"]),
-                kind=kind,
-                monitor=self.monitor,
-                score=score,
-                metrics=dict(metrics),
-                consumed_samples=int(consumed) if consumed is not None else None,
-            )
+            return self._meta(name, kind, metrics)
 
-        plan = SavePlan(label=base)
+        plan = self.sharded.plan(base) if self.sharded else SavePlan(label=base)
         if end:
             name = base + END_SUFFIX + CKPT_SUFFIX
+            if not self.save_optim_on_train_end:
+                payload = {k: v for k, v in payload.items() if k not in ("optimizer_states", "lr_schedulers")}
             payload["expconf"] = {"kind": "end", "global_step": metrics["step"]}
             plan.write(storage, name, payload, meta(name, "end"))
             written: str | None = name
@@ -262,7 +399,7 @@ class ModelCheckpoint(Checkpoint):
             # A forced save (preemption) is not an evaluation: it only refreshes '-last'.
             written = None if force_last else self._plan_topk(storage, plan, payload, base, score, meta)
             if self.save_last or force_last:
-                last = base + LAST_SUFFIX + CKPT_SUFFIX
+                last = self._free_name(storage, base + LAST_SUFFIX, CKPT_SUFFIX, mine=self.last_model_path)
                 if written is not None:
                     plan.copy(storage, written, last, meta(last, "last"))
                 else:
@@ -276,8 +413,9 @@ class ModelCheckpoint(Checkpoint):
         if self.always_save_nemo or (end and self.save_nemo_on_train_end):
             plan.call(self._archive_step(trainer, storage, payload))
         self._update_best(storage)
-        self.writer.submit(plan)
-        return storage.path(written) if written else None
+        if self.verbose and written:
+            log.info("saved checkpoint %s (step %d)", storage.path(written), metrics["step"])
+        return plan, storage.path(written) if written else None
 
     def _plan_topk(
         self,
@@ -291,7 +429,7 @@ class ModelCheckpoint(Checkpoint):
         k = self.save_top_k
         if k == 0 or (score is None and not (k == -1 and self.monitor is None)):
             return None
-        name = base + CKPT_SUFFIX
+        name = self._free_name(storage, base, CKPT_SUFFIX)
         if k != -1 and len(self.best_k_models) >= k and score is not None:
             worst = self._worst()
             if worst is not None and not self._better(score, self.best_k_models[worst]):
@@ -306,6 +444,19 @@ class ModelCheckpoint(Checkpoint):
             del self.best_k_models[worst]
             if worst not in self.protected and worst != name:
                 plan.delete(storage, worst)
+        return name
+
+    def _free_name(self, storage: Storage, base: str, suffix: str, mine: str = "") -> str:
+        """``base + suffix``, or with ``enable_version_counter`` ``base-v1 + suffix``, ... while that
+        name is taken by another checkpoint (``mine``, the one being replaced, does not count)."""
+        name = base + suffix
+        if not self.enable_version_counter:
+            return name
+        own = mine.rsplit("/", 1)[-1] if mine else ""
+        version = 1
+        while name != own and (name in self.best_k_models or storage.exists(name)):
+            name = f"{base}-v{version}{suffix}"
+            version += 1
         return name
 
     def _better(self, a: float, b: float) -> bool:
@@ -333,8 +484,35 @@ class ModelCheckpoint(Checkpoint):
         name = f"{self.name}.nemo"
         return lambda: write_archive(storage, name, module, state)
 
+    @property
+    def kth_best_model_path(self) -> str:
+        """Lightning's name: the path of the worst checkpoint still in the top-k ('' when none)."""
+        worst = self._worst()
+        return self.get_storage().path(worst) if worst is not None and self.storage is not None else ""
+
+    @property
+    def kth_value(self) -> float | None:
+        """Lightning's name: the score of the worst checkpoint still in the top-k."""
+        worst = self._worst()
+        return self.best_k_models[worst] if worst is not None else None
+
+    def to_yaml(self, filepath: str | None = None) -> None:
+        """Write ``best_k_models`` (checkpoint name: score) as YAML, as Lightning's does
+        (default: ``best_k_models.yaml`` in the checkpoint folder)."""
+        import yaml
+
+        storage = self.get_storage()
+        text = yaml.dump(dict(self.best_k_models)).encode()
+        if filepath is None:
+            storage.write_bytes_atomic("best_k_models.yaml", text)
+        else:
+            with open(filepath, "wb") as f:
+                f.write(text)
+
     def wait(self) -> None:
         """Block until pending (async) saves are durable."""
+        if self.sharded:
+            self.sharded.wait()
         self.writer.wait()
 
     # -- Lightning state ----------------------------------------------------------------------

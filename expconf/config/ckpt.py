@@ -24,6 +24,14 @@ class CheckpointConfig:
     save_nemo_on_train_end: bool = doc(False, "write a model archive when training completes")
     async_save: bool = doc(False, "write checkpoints in the background; the loop only waits for staging")
     save_weights_only: bool = doc(False, "save model weights only (such checkpoints cannot resume training)")
+    auto_insert_metric_name: bool = doc(True, "write {step} as step=12 in file names (Lightning's default)")
+    verbose: bool = doc(True, "log a line for every checkpoint saved")
+    save_on_exception: bool = doc(False, "write a resumable '-last' checkpoint when training fails")
+    train_time_interval: Optional[float] = doc(None, "save every N seconds of training (rank 0's clock)")
+    save_on_train_epoch_end: Optional[bool] = doc(
+        False, "save at the end of each training epoch instead of after validation (null: when nothing validates)"
+    )
+    enable_version_counter: bool = doc(True, "add -v1, -v2, ... to a file name already taken instead of overwriting")
     storage_options: dict[str, Any] = doc(
         help="fsspec options for a remote dirpath (endpoint_url, key, secret, ...); never saved to the run dir",
         factory=dict,
@@ -36,6 +44,16 @@ class CheckpointConfig:
         for key in ("every_n_train_steps", "every_n_epochs"):
             v = getattr(self, key)
             require(v is None or v >= 1, f"{prefix}.{key}", v, "null or an integer >= 1")
+        t = self.train_time_interval
+        require(t is None or t > 0, f"{prefix}.train_time_interval", t, "null or a number of seconds > 0")
+        triggers = [k for k in ("every_n_train_steps", "every_n_epochs", "train_time_interval") if getattr(self, k)]
+        require(
+            len(triggers) <= 1,
+            f"{prefix}.{triggers[-1] if triggers else 'train_time_interval'}",
+            getattr(self, triggers[-1]) if triggers else None,
+            "null when " + " or ".join(f"{prefix}.{k}" for k in triggers[:-1]) + " is set",
+            "the save triggers are mutually exclusive",
+        )
         if self.filename is not None:
             require(
                 "/" not in self.filename,

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from expconf.config.fields import check_choice, doc, require
+from expconf.config.fsdp import FSDPConfig
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 #: Strategies expconf runs end to end; anything else is refused before a run dir exists.
-STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp")
 #: Known Lightning strategies expconf does not run yet, with what to use instead.
 _NOT_YET = {
-    "fsdp": "FSDP is not supported yet; use ddp",
     "deepspeed": "DeepSpeed is not supported; use ddp",
     "ddp_spawn": "expconf launches DDP ranks itself; use ddp",
     "ddp_notebook": "expconf launches DDP ranks itself; use ddp",
@@ -27,7 +27,7 @@ class TrainerConfig:
     accelerator: str = doc("auto", "cpu, gpu (cuda), mps or auto")
     devices: Any = doc("auto", "number of devices per node, a list of ids, or 'auto'")
     num_nodes: int = doc(1, "number of nodes (machines)")
-    strategy: str = doc("auto", "auto, ddp (expconf launches the ranks) or ddp_find_unused_parameters_true")
+    strategy: str = doc("auto", "auto, ddp (expconf launches the ranks), ddp_find_unused_parameters_true or fsdp (FSDP2, see trainer.fsdp)")
     precision: Optional[str] = doc(None, "null picks bf16-mixed on CUDA and 32-true elsewhere")
     max_steps: int = doc(-1, "stop after this many optimizer steps (-1: no limit)")
     max_epochs: Optional[int] = doc(None, "stop after this many epochs (null: 1000 when max_steps is -1)")
@@ -43,6 +43,7 @@ class TrainerConfig:
     deterministic: Optional[bool] = doc(None, "torch.use_deterministic_algorithms (needed for bitwise GPU resume)")
     benchmark: Optional[bool] = doc(None, "cudnn.benchmark")
     sync_batchnorm: bool = doc(False, "synchronise BatchNorm statistics across ranks")
+    fsdp: FSDPConfig = doc(help="sharding options of trainer.strategy=fsdp", factory=FSDPConfig)
 
     def validate(self) -> None:
         """Check choices and ranges; raises ConfigError."""
@@ -89,6 +90,7 @@ class TrainerConfig:
             "one of " + ", ".join(STRATEGIES),
             next((why for name, why in _NOT_YET.items() if str(self.strategy).startswith(name)), ""),
         )
+        self.fsdp.validate()
         _check_interval("trainer.val_check_interval", self.val_check_interval, min_int=1)
         _check_interval("trainer.limit_val_batches", self.limit_val_batches, min_int=0)
         _check_interval("trainer.limit_train_batches", self.limit_train_batches, min_int=1)

@@ -167,7 +167,7 @@ def test_nemo2_snippet_runs_and_resumes(tmp_path: Path) -> None:
     assert (run_dir / ".wandb_run_id").read_text().strip() == run_id
 
     # Same TensorBoard dir; the step counter continues after the preemption checkpoint.
-    tb = run_dir / "tb_logs"
+    tb = run_dir / "lightning_logs"  # the Trainer's own TensorBoard logger, moved under the run dir
     assert len(list(tb.glob("events.out.tfevents.*"))) == 2
     steps = [s for s, _ in scalars(run_dir, "train_loss")]
     assert steps == list(range(20)), steps

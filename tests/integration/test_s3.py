@@ -65,6 +65,17 @@ def listing(server: SeaweedS3, prefix: str) -> dict[str, Any]:
     return out
 
 
+def expconf_payload(step: int) -> bytes:
+    """The bytes of a checkpoint expconf wrote (its own record inside) whose marker never followed."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"state_dict": {}, "global_step": step, "expconf": {"kind": "last", "global_step": step}}, buf)
+    return buf.getvalue()
+
+
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
@@ -161,9 +172,9 @@ def test_server_killed_mid_run_then_auto_resume(tmp_path: Path) -> None:
         before = listing(server, prefix)
         complete = {n: m for n, m in before.items() if m is not None}
         last = max((m for m in complete.values() if m["kind"] == "last"), key=lambda m: m["global_step"])
-        # An upload cut off later than the last complete one, as the kill may also have left: no marker.
+        # expconf's checkpoint of a later step whose marker the kill prevented: removable, never resumed.
         planted = f"gpt--val_loss=1.000-step={last['global_step'] + 50}-consumed_samples=0.0-last.ckpt"
-        server.client().pipe(f"{prefix}/{planted}", b"\0" * 1000)
+        server.client().pipe(f"{prefix}/{planted}", expconf_payload(int(last["global_step"]) + 50))
 
         (tmp_path / "b").mkdir()
         target = int(last["global_step"]) + 2
@@ -258,7 +269,7 @@ def test_incomplete_uploads_are_never_resumed_and_get_cleaned(s3_server: Seaweed
     )
     fs = s3_server.client()
     # Only a marker-less '-last': resume refuses it and says which one.
-    fs.pipe(f"{s3_bucket}/ck/m-step=9-last.ckpt", b"partial")
+    fs.pipe(f"{s3_bucket}/ck/m-step=9-last.ckpt", expconf_payload(9))
     with pytest.raises(IncompleteCheckpointError, match=r"m-step=9-last\.ckpt"):
         decide(storage, resume_past_end=False)
 

@@ -212,27 +212,31 @@ def test_preemption_style_forced_save_writes_only_last(tmp_path: Path) -> None:
 
 
 def test_incomplete_and_temporary_files_removed_by_rank0_at_start(tmp_path: Path) -> None:
+    """Only what is provably expconf's goes: its temporary files, orphan markers and marker-less
+    checkpoints that carry expconf's record; files it cannot prove it wrote stay (SPEC section 8)."""
     folder = tmp_path / "c"
     folder.mkdir()
     junk = [
-        "model--val_loss=0.1000-epoch=0-step=50-last.ckpt",  # no marker: cut off mid-write
+        "model--val_loss=0.1000-epoch=0-step=50-last.ckpt",  # expconf's, no marker: cut off before it
         ".model--step=60-last.ckpt.tmp-abc123",  # leftover temporary file
         "gone.ckpt" + MARKER_SUFFIX,  # orphan marker
-        "sharded-last",  # a folder checkpoint without marker
     ]
-    for name in junk[:3]:
+    torch.save({"state_dict": {}, "global_step": 50, "expconf": {"kind": "last", "global_step": 50}}, folder / junk[0])
+    for name in junk[1:]:
         (folder / name).write_bytes(b"partial")
-    (folder / junk[3]).mkdir()
-    (folder / junk[3] / "shard0").write_bytes(b"x")
+    foreign = ["sharded-last", "garbage-last.ckpt"]  # a folder and an unreadable file of unknown origin
+    (folder / foreign[0]).mkdir()
+    (folder / foreign[0] / "shard0").write_bytes(b"x")
+    (folder / foreign[1]).write_bytes(b"partial")
     keep = folder / "notes.txt"
     keep.write_text("not a checkpoint")
     ckpt = ModelCheckpoint(dirpath=str(folder))
     fit(tmp_path, [0.5], 2, ckpt)
     left = {p.name for p in folder.iterdir()}
     assert not left & set(junk), left & set(junk)
-    assert keep.exists()
+    assert keep.exists() and set(foreign) <= left
     assert not [n for n in left if ".tmp-" in n]
-    for name in left:
+    for name in left - set(foreign):
         if name.endswith(".ckpt"):
             assert name + MARKER_SUFFIX in left, f"{name} has no completion marker"
 

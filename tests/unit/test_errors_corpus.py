@@ -61,7 +61,7 @@ CASES = [
         ["'- override /model: gpt_124m'"],
         files={"conf/experiment/picks.yaml": "# @package _global_\ndefaults:\n  - /model: gpt_124m\n  - _self_\n"},
     ),
-    Case("strategy-fsdp", [R, "trainer.strategy=fsdp"], "trainer.strategy", ["FSDP is not supported yet"]),
+    Case("strategy-deepspeed", [R, "trainer.strategy=deepspeed"], "trainer.strategy", ["DeepSpeed is not supported"]),
     Case("missing-config-dir", ["--config-dir", "no_such_dir", R], "--config-dir", ["no_such_dir"]),
     # free-form mappings need ++
     Case(

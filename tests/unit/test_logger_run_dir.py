@@ -208,16 +208,21 @@ def test_per_rank_log_files(
 # -- loggers ----------------------------------------------------------------------------------------------
 
 
-def test_tensorboard_on_by_default_under_the_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tensorboard_true_adds_one_under_the_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The object adds no TensorBoard logger by default, as NeMo's (the CLI config turns it on)."""
     t = trainer(tmp_path)
     fresh(monkeypatch)
-    log = NeMoLogger(name="gpt", log_dir=str(tmp_path), version="v1")
+    log = NeMoLogger(name="gpt", log_dir=str(tmp_path), version="v1", tensorboard=True)
     try:
         run_dir = log.setup(t)
     finally:
         log.teardown()
     [tb] = [lg for lg in t.loggers if isinstance(lg, TensorBoardLogger)]
     assert Path(tb.log_dir) == run_dir / "tb_logs"
+    plain = trainer(tmp_path)
+    fresh(monkeypatch)
+    NeMoLogger(name="gpt", log_dir=str(tmp_path), version="v2").setup(plain)
+    assert plain.loggers == []
 
 
 @pytest.mark.parametrize("update", [True, False])

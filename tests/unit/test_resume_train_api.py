@@ -58,14 +58,17 @@ def trainer(steps: int) -> pl.Trainer:
 def test_import_path_initialises_weights_and_trains_from_step_zero(tmp_path: Path) -> None:
     source = Toy()
     result = expconf.train(
-        model=source, data=None, trainer=trainer(4), log=expconf.NeMoLogger(name="src", log_dir=str(tmp_path))
+        model=source,
+        data=None,
+        trainer=trainer(4),
+        log=expconf.NeMoLogger(name="src", log_dir=str(tmp_path), ckpt=expconf.ModelCheckpoint()),
     )
     assert result.global_step == 4
     [end] = (result.run_dir / "checkpoints").glob("*-end.ckpt")
 
     target = Toy()
     assert not torch.equal(target.net.weight, source.net.weight)
-    log = expconf.NeMoLogger(name="dst", log_dir=str(tmp_path))
+    log = expconf.NeMoLogger(name="dst", log_dir=str(tmp_path), ckpt=expconf.ModelCheckpoint())
     result = expconf.train(
         model=target, data=None, trainer=trainer(3), log=log, resume=expconf.AutoResume(import_path=str(end))
     )
@@ -77,7 +80,7 @@ def test_import_path_initialises_weights_and_trains_from_step_zero(tmp_path: Pat
 def test_each_train_call_decides_its_own_run_dir_and_checkpoint(tmp_path: Path) -> None:
     runs = []
     for _ in range(2):
-        log = expconf.NeMoLogger(name="exp", log_dir=str(tmp_path))
+        log = expconf.NeMoLogger(name="exp", log_dir=str(tmp_path), ckpt=expconf.ModelCheckpoint())
         runs.append(expconf.train(model=Toy(), data=None, trainer=trainer(2), log=log).run_dir)
     assert runs[0] != runs[1] and all(r.parent == tmp_path / "exp" for r in runs)
     assert launch.RUN_DIR_ENV not in __import__("os").environ
@@ -90,7 +93,7 @@ def test_a_refused_resume_leaves_the_run_dir_untouched(tmp_path: Path) -> None:
     from expconf.resume import NotFoundError, TrainingCompletedError
 
     def start(**resume: bool) -> expconf.TrainResult:
-        log = expconf.NeMoLogger(name="exp", log_dir=str(tmp_path))
+        log = expconf.NeMoLogger(name="exp", log_dir=str(tmp_path), ckpt=expconf.ModelCheckpoint())
         return expconf.train(
             model=Toy(),
             data=None,

@@ -152,7 +152,7 @@ def test_tokens_per_second_when_known(tmp_path: Path) -> None:
     assert tps.keys() == timing.keys()
     for step, seconds in timing.items():
         assert tps[step] == pytest.approx(1000 / seconds, rel=1e-4)
-    from_datamodule = run(tmp_path, [expconf.TimingCallback()], data=ToyData(tokens=64))
+    from_datamodule = run(tmp_path, [expconf.TimingCallback(log_tokens_per_sec=True)], data=ToyData(tokens=64))
     assert len(from_datamodule.series("tokens_per_sec")) == 6
 
 
@@ -175,7 +175,10 @@ def test_preemption_callback_in_a_plain_trainer(tmp_path: Path) -> None:
         default_root_dir=str(tmp_path),
         callbacks=[expconf.TimingCallback(), SigtermAt(), preemption, ckpt],
     )
-    trainer.fit(Toy(), ToyData().train_dataloader())
+    # In a plain Trainer the process ends with the requeue code once the checkpoint is durable.
+    with pytest.raises(SystemExit) as exited:
+        trainer.fit(Toy(), ToyData().train_dataloader())
+    assert exited.value.code == 75
     assert preemption.preempted and preemption.exit_code() != 0
     assert trainer.global_step == 2
     lasts = list((tmp_path / "c").glob("*-last.ckpt"))
