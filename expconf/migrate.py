@@ -1,26 +1,29 @@
-"""``python -m expconf.migrate OLD.yaml``: a NeMo 1.0 ``exp_manager:`` block -> expconf config.
+"""``python -m expconf.migrate OLD.yaml``: a NeMo 1.0 training config -> expconf config.
 
-Prints expconf YAML (``-o FILE`` writes it; the file starts with ``# @package _global_`` so it
-drops into a ``conf/experiment/`` folder) or, with ``--python``, the equivalent NeMoLogger /
-AutoResume / ModelCheckpoint code. Every key is mapped, dropped with a note, or reported as
-unknown; values that cannot be resolved outside the old file (``${model.x}`` interpolations,
-YAML aliases whose anchor lies outside the block) stay visible as comments and are never fatal.
-Notes go to stderr, so the YAML on stdout stays clean.
+Reads a whole file (``trainer``, ``exp_manager``, ``model.optim``, the GPT shape and batch
+sizes; see :mod:`expconf.migrate_file`) or only its ``exp_manager:`` block. Prints expconf YAML
+(``-o FILE`` writes it; the file starts with ``# @package _global_`` so it drops into a
+``conf/experiment/`` folder) or, with ``--python``, NeMo 2.0-style code. Every key is mapped,
+dropped with a note, or reported as unknown; values that cannot be resolved (``${x:...}``
+resolver calls, references to keys the input lacks, aliases to anchors outside it) stay visible
+as comments and are never fatal. Notes go to stderr, so the YAML on stdout stays clean.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from expconf import migrate_file as mf
 from expconf.errors import USER_ERROR_EXIT_CODE, ConfigError
+from expconf.migrate_core import Loader, Migration, Unresolved, escape, is_plain, resolve, show
+from expconf.migrate_write import to_python, to_yaml
+
+__all__ = ["Migration", "load", "load_exp_manager", "main", "migrate", "migrate_config", "to_python", "to_yaml"]
 
 # exp_manager key -> expconf key (same meaning, value copied).
 TOP_LEVEL = {
@@ -102,112 +105,90 @@ TOP_DROPPED = {
 OTHER_LOGGERS = ("neptune", "mlflow", "dllogger", "clearml")
 
 
-class _Unresolved(str):
-    """A value that points outside the exp_manager block (interpolation or YAML alias)."""
-
-
-@dataclass
-class Migration:
-    """The result of migrating one ``exp_manager`` block."""
-
-    source: str
-    config: dict[str, Any] = field(default_factory=dict)
-    #: dotted expconf key -> the original value that could not be resolved
-    unresolved: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
-
-    def set(self, key: str, value: Any) -> None:
-        """Set dotted ``key`` in the config, or record it as unresolved."""
-        if isinstance(value, _Unresolved) or (isinstance(value, str) and "${" in value):
-            self.unresolved[key] = str(value)
-            self.notes.append(
-                f"{key}: {value!s} refers to something outside exp_manager and cannot be resolved; "
-                "kept as a comment, set it yourself"
-            )
-            return
-        node = self.config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The migrated value at dotted ``key``."""
-        node: Any = self.config
-        for p in key.split("."):
-            if not isinstance(node, dict) or p not in node:
-                return default
-            node = node[p]
-        return node
-
-
 # -- reading ------------------------------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps an alias to an anchor outside the block (``*name``) as a marker."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.events.AliasEvent):
-            event = self.peek_event()
-            if event.anchor not in self.anchors:
-                self.get_event()
-                return yaml.ScalarNode("tag:expconf/unresolved", f"*{event.anchor}", event.start_mark, event.end_mark)
-        return super().compose_node(parent, index)
-
-
-_Loader.add_constructor("tag:expconf/unresolved", lambda loader, node: _Unresolved(node.value))
-
-
-def load_exp_manager(path: str | Path) -> dict[str, Any]:
-    """The ``exp_manager`` block of ``path`` (or the whole file when it is the block itself)."""
+def load(path: str | Path) -> dict[str, Any]:
+    """The whole NeMo 1.0 config in ``path``; a file that is only the block becomes ``{exp_manager: block}``."""
     try:
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError("OLD.yaml", str(path), "a readable YAML file", e.strerror or str(e)) from e
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = yaml.load(text, Loader=Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 0
-        raise ConfigError(f"{path}:{line}", message=f"{path}:{line}: malformed YAML: {e.problem}") from e
-    if isinstance(data, dict) and isinstance(data.get("exp_manager"), dict):
-        return dict(data["exp_manager"])
-    if isinstance(data, dict) and "exp_manager" not in data and data:
+        raise ConfigError(f"{path}:{line}", message=f"{path}:{line}: malformed YAML: {escape(str(e.problem))}") from e
+    if isinstance(data, dict) and any(isinstance(data.get(k), dict) for k in ("exp_manager", "trainer")):
         return dict(data)
+    if isinstance(data, dict) and "exp_manager" not in data and data:
+        return {"exp_manager": dict(data)}
     raise ConfigError(
         str(path),
         "exp_manager" if isinstance(data, dict) else type(data).__name__,
-        "a YAML file with an exp_manager: mapping",
+        "a NeMo 1.0 config with an exp_manager: or trainer: mapping",
     )
 
 
-def _resolve_local(value: Any, block: dict[str, Any]) -> Any:
-    """Resolve ``${exp_manager.a.b}`` references against the block itself; leave the rest."""
-    if not isinstance(value, str) or "${" not in value or isinstance(value, _Unresolved):
-        return value
-
-    def lookup(m: re.Match[str]) -> str:
-        node: Any = block
-        for part in m.group(1).split("."):
-            if not isinstance(node, dict) or part not in node:
-                return m.group(0)
-            node = node[part]
-        if isinstance(node, str) and ("${" in node or isinstance(node, _Unresolved)):
-            return m.group(0)
-        return m.group(0) if isinstance(node, (dict, list)) else str(node)
-
-    return re.sub(r"\$\{exp_manager\.([\w.]+)\}", lookup, value)
+def load_exp_manager(path: str | Path) -> dict[str, Any]:
+    """The ``exp_manager`` block of ``path`` (or the whole file when it is the block itself)."""
+    block = load(path).get("exp_manager")
+    if not isinstance(block, dict):
+        raise ConfigError(str(path), "exp_manager", "a YAML file with an exp_manager: mapping")
+    return dict(block)
 
 
 # -- mapping ------------------------------------------------------------------------------------
-def migrate(block: dict[str, Any], source: str = "exp_manager") -> Migration:
-    """Map one ``exp_manager`` block onto the expconf config tree (SPEC section 7)."""
+Value = Any  # Callable[[Any, tuple[str, ...]], Any]: resolves one input value seen from a path
+
+
+def _resolver(doc: dict[str, Any]) -> Value:
+    def value(v: Any, where: tuple[str, ...] = ("exp_manager",)) -> Any:
+        return resolve(v, doc, where)
+
+    return value
+
+
+def migrate(block: dict[str, Any], source: str = "exp_manager", doc: dict[str, Any] | None = None) -> Migration:
+    """Map one ``exp_manager`` block onto the expconf config tree (SPEC section 7).
+
+    ``doc`` is the whole file the block came from; interpolations into it are resolved.
+    """
     m = Migration(source=source)
+    _migrate_exp_manager(m, block, _resolver(doc if doc is not None else {"exp_manager": block}))
+    return m
+
+
+def migrate_config(doc: dict[str, Any], source: str = "config") -> Migration:
+    """Map a whole NeMo 1.0 training config: ``exp_manager``, ``trainer``, ``model.optim``, GPT shape."""
+    m = Migration(source=source)
+    value = _resolver(doc)
+    block = doc.get("exp_manager")
+    if isinstance(block, dict):
+        _migrate_exp_manager(m, block, value)
+    trainer = doc.get("trainer") if isinstance(doc.get("trainer"), dict) else {}
+    model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
+    assert isinstance(trainer, dict) and isinstance(model, dict)
+    gpt = mf.is_gpt_style(model)
+    mf.migrate_trainer(m, trainer, value)
+    done = mf.migrate_model(m, model, gpt, value)
+    mf.migrate_batches(m, trainer, model, gpt, value)
+    if isinstance(model.get("optim"), dict):
+        mf.migrate_optim(m, model["optim"], m.get("trainer.max_steps"), value)
+    elif "optim" in model:
+        m.note("model.optim", "not a mapping; not migrated")
+    if gpt:
+        m.notes.append("model: a GPT-style config; its shape is carried to expconf's decoder-only transformer")
+    mf.note_rest(m, model, done, gpt)
+    for key in doc:
+        if key not in ("exp_manager", "trainer", "model"):
+            why = "Hydra settings of the old script" if key in ("hydra", "defaults") else "not an expconf key"
+            m.note(str(key) if isinstance(key, str) else repr(key), f"top-level key dropped ({why})")
+    mf.check_schema(m)
+    return m
+
+
+def _migrate_exp_manager(m: Migration, block: dict[str, Any], value: Value) -> None:
     done: set[str] = set()
-
-    def value(v: Any) -> Any:
-        return _resolve_local(v, block)
-
     for key, target in TOP_LEVEL.items():
         if key in block:
             done.add(key)
@@ -229,13 +210,12 @@ def migrate(block: dict[str, Any], source: str = "exp_manager") -> Migration:
             m.notes.append(f"{flag}: dropped ({state}; expconf builds TensorBoard and W&B loggers only)")
     for key in block:
         if key not in done:
-            m.unknown.append(key)
-            m.notes.append(f"{key}: unknown exp_manager key, not migrated")
-    return m
+            m.unknown.append(show(key))
+            m.note(key, "unknown exp_manager key, not migrated")
 
 
-def _migrate_ckpt(m: Migration, block: dict[str, Any], done: set[str], value: Any) -> None:
-    if block.get("create_checkpoint_callback", True) is False:
+def _migrate_ckpt(m: Migration, block: dict[str, Any], done: set[str], value: Value) -> None:
+    if value(block.get("create_checkpoint_callback", True)) is False:
         m.set("log.ckpt.save_top_k", 0)
         m.set("log.ckpt.save_last", False)
         m.notes.append(
@@ -251,10 +231,10 @@ def _migrate_ckpt(m: Migration, block: dict[str, Any], done: set[str], value: An
     _map_params(m, params, "checkpoint_callback_params", "log.ckpt", CKPT_KEYS, CKPT_DROPPED, value)
 
 
-def _migrate_wandb(m: Migration, block: dict[str, Any], done: set[str], value: Any) -> None:
+def _migrate_wandb(m: Migration, block: dict[str, Any], done: set[str], value: Value) -> None:
     kwargs = block.get("wandb_logger_kwargs") or {}
     done.update(("create_wandb_logger", "wandb_logger_kwargs"))
-    if not block.get("create_wandb_logger"):
+    if not value(block.get("create_wandb_logger")):
         if isinstance(kwargs, dict) and any(v is not None for v in kwargs.values()):
             m.notes.append("create_wandb_logger is false: W&B stays off and wandb_logger_kwargs are not migrated")
         return
@@ -271,151 +251,72 @@ def _map_params(
     prefix: str,
     keys: set[str] | dict[str, Any],
     dropped: dict[str, str],
-    value: Any,
+    value: Value,
 ) -> None:
     """Copy ``section``'s known keys under ``prefix``; note dropped and unknown ones."""
     for key, v in params.items():
         if key in keys:
-            m.set(f"{prefix}.{key}", value(v))
+            m.set(f"{prefix}.{key}", value(v, ("exp_manager", section)))
         elif key in dropped:
             m.notes.append(f"{section}.{key}: dropped ({dropped[key]})")
         else:
-            m.unknown.append(f"{section}.{key}")
-            m.notes.append(f"{section}.{key}: unknown key, not migrated")
+            m.unknown.append(f"{section}.{show(key)}")
+            m.notes.append(f"{section}.{show(key)}: unknown key, not migrated")
 
 
-def _migrate_early_stopping(m: Migration, block: dict[str, Any], done: set[str], value: Any) -> None:
+def _migrate_early_stopping(m: Migration, block: dict[str, Any], done: set[str], value: Value) -> None:
     flag, params_key = "create_early_stopping_callback", "early_stopping_callback_params"
     if flag not in block and params_key not in block:
         return
     done.update((flag, params_key))
-    if not block.get(flag):
+    if not value(block.get(flag)):
         m.notes.append(f"{flag} is false: no EarlyStopping callback")
         return
     node: dict[str, Any] = {"_target_": "pytorch_lightning.callbacks.EarlyStopping"}
-    for key, v in (block.get(params_key) or {}).items():
-        v = value(v)
+    params = block.get(params_key) or {}
+    for key, v in params.items() if isinstance(params, dict) else []:
+        v = value(v, ("exp_manager", params_key))
         if key not in EARLY_STOPPING_KEYS:
-            m.unknown.append(f"{params_key}.{key}")
-            m.notes.append(f"{params_key}.{key}: unknown EarlyStopping argument, not migrated")
-        elif isinstance(v, _Unresolved) or (isinstance(v, str) and "${" in v):
+            m.unknown.append(f"{params_key}.{show(key)}")
+            m.notes.append(f"{params_key}.{show(key)}: unknown EarlyStopping argument, not migrated")
+        elif isinstance(v, Unresolved) or (isinstance(v, str) and "${" in v):
             m.notes.append(
-                f"{params_key}.{key}: {v!s} cannot be resolved outside exp_manager; EarlyStopping keeps its default"
+                f"{params_key}.{key}: {show(str(v))} cannot be resolved from the input; EarlyStopping keeps its default"
             )
+        elif isinstance(v, list) or not is_plain(v):
+            m.notes.append(f"{params_key}.{key}: {show(v)} is not a scalar; EarlyStopping keeps its default")
         else:
             node[key] = v
-    m.set("callbacks.extra", [node])
+    m.set("callbacks.extra", [node], structured=True)
     m.notes.append("create_early_stopping_callback: mapped to callbacks.extra (EarlyStopping is allow-listed)")
 
 
-# -- writing ------------------------------------------------------------------------------------
-def _scalar(v: Any) -> str:
-    text = yaml.safe_dump(v, default_flow_style=True, width=10_000).strip()
-    return text.removesuffix("...").strip()
-
-
-def _copy(node: dict[str, Any]) -> dict[str, Any]:
-    return {k: _copy(v) if isinstance(v, dict) else v for k, v in node.items()}
-
-
-def to_yaml(m: Migration) -> str:
-    """The migrated config as YAML for ``conf/experiment/NAME.yaml`` (``# @package _global_`` first)."""
-    lines = [
-        "# @package _global_",
-        f"# Migrated from {m.source} by python -m expconf.migrate (NeMo 1.0 exp_manager -> expconf).",
-        "# Use it with: python -m expconf.train +recipe=gpt --config-dir conf +experiment=NAME",
+# -- the key table of docs/migration.md ----------------------------------------------------------
+def table_rows() -> list[tuple[str, str, str]]:
+    """(NeMo 1.0 key, expconf key, note) for every rule the migration applies."""
+    out = [(f"exp_manager.{k}", v, "same meaning") for k, v in TOP_LEVEL.items()]
+    out += [
+        ("exp_manager.create_checkpoint_callback", "log.ckpt.save_top_k, log.ckpt.save_last", "false -> 0 and false"),
+        ("exp_manager.create_wandb_logger", "log.wandb.enabled", "false: wandb_logger_kwargs are not copied"),
+        ("exp_manager.create_early_stopping_callback", "callbacks.extra", "an allow-listed EarlyStopping node"),
+        ("exp_manager.early_stopping_callback_params.*", "callbacks.extra[0].*", "EarlyStopping's arguments"),
     ]
-
-    def comments(path: str, indent: int) -> None:
-        for key, original in m.unresolved.items():
-            parent, _, leaf = key.rpartition(".")
-            if (f"{parent}." if parent else "") == path:
-                lines.append(f"{'  ' * indent}# {leaf}: {original}   # unresolved outside exp_manager: set it yourself")
-
-    def emit(node: dict[str, Any], path: str, indent: int) -> None:
-        pad = "  " * indent
-        for key, v in node.items():
-            if isinstance(v, dict) and v:
-                lines.append(f"{pad}{key}:")
-                emit(v, f"{path}{key}.", indent + 1)
-            elif isinstance(v, dict):  # only unresolved values inside: keep it a mapping, not null
-                lines.append(f"{pad}{key}: {{}}")
-                comments(f"{path}{key}.", indent + 1)
-            else:
-                lines.append(f"{pad}{key}: {_scalar(v)}")
-        comments(path, indent)
-
-    tree = _copy(m.config)
-    for key in m.unresolved:
-        node = tree
-        for part in key.split(".")[:-1]:
-            node = node.setdefault(part, {})
-    emit(tree, "", 0)
-    if m.notes:
-        lines.append("")
-        lines += [f"# note: {n}" for n in m.notes]
-    return "\n".join(lines) + "\n"
-
-
-def _kwargs(cls: type, values: dict[str, Any], unresolved: dict[str, str], prefix: str) -> list[str]:
-    """``name=value,`` lines for every field of dataclass ``cls`` (migrated value or default)."""
-    out = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in ("ckpt", "wandb", "tensorboard", "storage_options"):
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else None
-        v = values.get(f.name, default)
-        line = f"{f.name}={v!r},"
-        if f"{prefix}{f.name}" in unresolved:
-            line += f"  # was {unresolved[prefix + f.name]}: unresolved outside exp_manager, set it yourself"
-        out.append(line)
-    return out
-
-
-def to_python(m: Migration) -> str:
-    """The equivalent Python: NeMoLogger, AutoResume, ModelCheckpoint and callbacks that run."""
-    from expconf.config.ckpt import CheckpointConfig
-    from expconf.config.log import LogConfig
-    from expconf.config.resume import ResumeConfig
-
-    log, wandb = m.get("log", {}), m.get("log.wandb", {})
-    ind = " " * 4
-    lines = [
-        f'"""Migrated from {m.source} by python -m expconf.migrate (NeMo 1.0 exp_manager -> expconf)."""',
-        "",
-        "import pytorch_lightning as pl",
-        "",
-        "import expconf",
+    out += [(f"exp_manager.checkpoint_callback_params.{k}", f"log.ckpt.{k}", "same meaning") for k in sorted(CKPT_KEYS)]
+    out += [(f"exp_manager.checkpoint_callback_params.{k}", "", why) for k, why in CKPT_DROPPED.items()]
+    out += [(f"exp_manager.wandb_logger_kwargs.{k}", f"log.wandb.{k}", "same meaning") for k in sorted(WANDB_KEYS)]
+    out += [(f"exp_manager.wandb_logger_kwargs.{k}", "", why) for k, why in WANDB_DROPPED.items()]
+    out += [(f"exp_manager.{k}", "", why) for k, why in TOP_DROPPED.items()]
+    out += [
+        (f"exp_manager.create_{k}_logger", "", "expconf builds TensorBoard and W&B loggers only") for k in OTHER_LOGGERS
     ]
-    if wandb.get("enabled"):
-        lines.append("from pytorch_lightning.loggers import WandbLogger")
-    lines += ["", "log = expconf.NeMoLogger("]
-    lines += [ind + s for s in _kwargs(LogConfig, log, m.unresolved, "log.")]
-    if wandb.get("enabled"):
-        args = ", ".join(f"{k}={v!r}" for k, v in wandb.items() if k != "enabled")
-        lines.append(f"{ind}wandb=WandbLogger({args}),")
-    # exp_manager's TensorBoard logger was on unless turned off; NeMoLogger's is off unless asked for.
-    lines.append(f"{ind}tensorboard={m.get('log.tensorboard.enabled') is not False},")
-    lines.append(f"{ind}ckpt=expconf.ModelCheckpoint(")
-    lines += [ind * 2 + s for s in _kwargs(CheckpointConfig, m.get("log.ckpt", {}), m.unresolved, "log.ckpt.")]
-    lines += [f"{ind}),", ")", "", "resume = expconf.AutoResume("]
-    lines += [ind + s for s in _kwargs(ResumeConfig, m.get("resume", {}), m.unresolved, "resume.")]
-    lines += [")", "", "callbacks: list[pl.Callback] = []"]
-    if m.get("callbacks.timing", True):
-        lines.append("callbacks.append(expconf.TimingCallback())")
-    if m.get("callbacks.preemption", True):
-        lines.append("callbacks.append(expconf.PreemptionCallback())")
-    for node in m.get("callbacks.extra", []):
-        args = ", ".join(f"{k}={v!r}" for k, v in node.items() if k != "_target_")
-        lines.append(f"callbacks.append(pl.callbacks.EarlyStopping({args}))")
-    lines += [
-        "",
-        "# trainer = pl.Trainer(..., callbacks=callbacks)",
-        "# expconf.train(model=..., data=..., trainer=trainer, log=log, resume=resume)",
-    ]
-    if m.notes:
-        lines.append("")
-        lines += [f"# note: {n}" for n in m.notes]
+    return out + mf.rows()
+
+
+def markdown_table() -> str:
+    """The key table of docs/migration.md, generated from the rules above."""
+    lines = ["| NeMo 1.0 key | expconf key | note |", "|---|---|---|"]
+    for src, dst, note in table_rows():
+        lines.append(f"| `{src}` | {f'`{dst}`' if dst else 'dropped, with a note'} | {note} |")
     return "\n".join(lines) + "\n"
 
 
@@ -423,15 +324,22 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m expconf.migrate`` and ``expconf-migrate``."""
     parser = argparse.ArgumentParser(
         prog="python -m expconf.migrate",
-        description="Convert a NeMo 1.0 exp_manager YAML block into expconf config YAML or Python.",
+        description="Convert a NeMo 1.0 training config (trainer, model.optim, exp_manager, GPT shape) "
+        "into expconf config YAML or NeMo 2.0-style Python.",
     )
-    parser.add_argument("old", help="YAML file with an exp_manager: block (or the block itself)")
+    parser.add_argument("old", nargs="?", help="NeMo 1.0 YAML config (a whole file, or an exp_manager block)")
     parser.add_argument("-o", "--output", help="write here instead of stdout (e.g. conf/experiment/NAME.yaml)")
     parser.add_argument("--python", action="store_true", help="emit the equivalent Python instead of YAML")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not print the notes to stderr")
+    parser.add_argument("--table", action="store_true", help="print the key table of docs/migration.md and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        sys.stdout.write(markdown_table())
+        return 0
+    if not args.old:
+        parser.error("the following arguments are required: old")
     try:
-        m = migrate(load_exp_manager(args.old), source=Path(args.old).name)
+        m = migrate_config(load(args.old), source=Path(args.old).name)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return USER_ERROR_EXIT_CODE
@@ -444,9 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(text)
     if not args.quiet:
         for note in m.notes:
-            print(f"note: {note}", file=sys.stderr)
+            print(f"note: {escape(note)}", file=sys.stderr)
         if m.unknown:
-            print(f"unknown exp_manager keys (not migrated): {', '.join(m.unknown)}", file=sys.stderr)
+            print(f"unknown keys (not migrated): {', '.join(escape(u) for u in m.unknown)}", file=sys.stderr)
     return 0
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from migrate_support import compose_and_validate
 
 from expconf.migrate import load_exp_manager, main, migrate, to_python, to_yaml
 from helpers import REPO
@@ -198,30 +198,8 @@ def test_shared_corpus_is_present() -> None:
     assert len(SHARED_FILES) >= 40
 
 
-def _compose_and_validate(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Run ``expconf.train.main(args)`` up to the builder and return the validated RootConfig."""
-    import expconf.build
-    from expconf.train import main as train_main
-
-    seen: dict[str, Any] = {}
-
-    class Done:
-        def summary(self) -> str:
-            return "validated"
-
-    def fake_run(root: Any, **_: Any) -> Done:
-        seen["root"] = root
-        return Done()
-
-    monkeypatch.setattr(expconf.build, "run", fake_run)
-    monkeypatch.setattr(sys, "argv", ["expconf.train"])
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    train_main(args)
-    return seen["root"]
-
-
 def test_shipped_example_experiment(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = _compose_and_validate(["+recipe=gpt", "+experiment=megatron_gpt_migrated"], monkeypatch)
+    root = compose_and_validate(["+recipe=gpt", "+experiment=megatron_gpt_migrated"], monkeypatch)
     assert root.log.name == "megatron_gpt" and root.log.ckpt.save_top_k == 10
     assert root.resume.resume_if_exists is True
     shipped = yaml.safe_load((REPO / "conf" / "experiment" / "megatron_gpt_migrated.yaml").read_text())
@@ -235,7 +213,7 @@ def test_real_nemo_blocks_migrate_and_compose_with_gpt(
 ) -> None:
     out = workdir / "conf" / "experiment" / "migrated.yaml"
     assert main([str(path), "-o", str(out), "-q"]) == 0
-    root = _compose_and_validate(["+recipe=gpt", "--config-dir", "conf", "+experiment=migrated"], monkeypatch)
+    root = compose_and_validate(["+recipe=gpt", "--config-dir", "conf", "+experiment=migrated"], monkeypatch)
     old = load_exp_manager(path)
     name = old.get("name")
     if isinstance(name, str) and "${" not in name and not name.startswith("*"):
