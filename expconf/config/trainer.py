@@ -27,7 +27,10 @@ class TrainerConfig:
     accelerator: str = doc("auto", "cpu, gpu (cuda), mps or auto")
     devices: Any = doc("auto", "number of devices per node, a list of ids, or 'auto'")
     num_nodes: int = doc(1, "number of nodes (machines)")
-    strategy: str = doc("auto", "auto, ddp (expconf launches the ranks), ddp_find_unused_parameters_true or fsdp (FSDP2, see trainer.fsdp)")
+    strategy: str = doc(
+        "auto",
+        "auto, ddp (expconf launches the ranks), ddp_find_unused_parameters_true or fsdp (FSDP2, see trainer.fsdp)",
+    )
     precision: Optional[str] = doc(None, "null picks bf16-mixed on CUDA and 32-true elsewhere")
     max_steps: int = doc(-1, "stop after this many optimizer steps (-1: no limit)")
     max_epochs: Optional[int] = doc(None, "stop after this many epochs (null: 1000 when max_steps is -1)")
