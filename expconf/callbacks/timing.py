@@ -136,9 +136,8 @@ class TimingCallback(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if "validation" in self._start and not trainer.sanity_checking:
-            dt = time.perf_counter() - self._start.pop("validation")
-            pl_module.log("validation_step_timing in s", dt, on_step=False, on_epoch=True, batch_size=1)
+        if not trainer.sanity_checking:
+            self._log_eval_step(pl_module, "validation")
 
     def on_test_batch_start(
         self,
@@ -159,6 +158,10 @@ class TimingCallback(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if "test" in self._start:
-            dt = time.perf_counter() - self._start.pop("test")
-            pl_module.log("test_step_timing in s", dt, on_step=False, on_epoch=True, batch_size=1)
+        self._log_eval_step(pl_module, "test")
+
+    def _log_eval_step(self, pl_module: pl.LightningModule, stage: str) -> None:
+        """``<stage>_step_timing in s``, averaged over the epoch, for the batch that just ended."""
+        if stage in self._start:
+            dt = time.perf_counter() - self._start.pop(stage)
+            pl_module.log(f"{stage}_step_timing in s", dt, on_step=False, on_epoch=True, batch_size=1)
