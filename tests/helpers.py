@@ -8,6 +8,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,3 +97,31 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
             out += [(e.step, e.value) for e in acc.Scalars(tag)]
         break
     return sorted(set(out))
+
+
+def compose_and_validate(args: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run ``expconf.train.main(args)`` up to the builder and return the validated RootConfig.
+
+    The check that this machine has the configured accelerator is skipped.
+    """
+    import expconf.build
+    import expconf.hardware
+    from expconf.train import main as train_main
+
+    seen: dict[str, Any] = {}
+
+    class Done:
+        def summary(self) -> str:
+            return "validated"
+
+    def fake_run(root: Any, **_: Any) -> Done:
+        seen["root"] = root
+        return Done()
+
+    monkeypatch.setattr(expconf.build, "run", fake_run)
+    # the accelerator check is about this machine, not the config: a migrated GPU config is valid here too
+    monkeypatch.setattr(expconf.hardware, "check_accelerator", lambda trainer: None)
+    monkeypatch.setattr(sys, "argv", ["expconf.train"])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    train_main(args)
+    return seen["root"]

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
-from migrate_support import NEMO_GIT_DIR, compose_and_validate, nemo_available, nemo_git
+from migrate_support import NEMO_GIT_DIR, nemo_available, nemo_git
 
 from expconf.migrate import main, migrate_config, to_python
 from expconf.migrate_core import Migration, Unresolved
 from expconf.migrate_file import ADAM_FAMILY, GPT_SHAPE, PRECISION
-from helpers import REPO
+from helpers import REPO, compose_and_validate
 
 pytestmark = pytest.mark.slow
 

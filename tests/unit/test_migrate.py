@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
-from migrate_support import compose_and_validate
 
 from expconf.migrate import load_exp_manager, main, migrate, to_python, to_yaml
-from helpers import REPO
+from helpers import REPO, compose_and_validate
 
 # The exp_manager block of the seed document (NeMo's exp_manager migration guide).
 SEED = """

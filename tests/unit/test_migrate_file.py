@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 import yaml
-from migrate_support import compose_and_validate
 
 from expconf import migrate_file as mf
 from expconf.migrate import load, main, markdown_table, migrate_config, to_python, to_yaml
 from expconf.migrate_core import Migration
-from helpers import REPO
+from helpers import REPO, compose_and_validate
 
 # A small GPT pretraining config in NeMo 1.0's layout (written for this test).
 GPT = """
