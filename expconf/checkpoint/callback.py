@@ -134,6 +134,7 @@ class ModelCheckpoint(Checkpoint):
         self.best_model_score: float | None = None
         self.last_model_path = ""
         self.protected: set[str] = set()  # the checkpoint this run resumed from
+        self._taken: set[str] = set()  # names in the folder (rank 0): listed at setup, then this run's saves
         self._last_saved_step = -1
         self.interrupted = False  # set by PreemptionCallback: no '-end' checkpoint then
         self._pending_rng: dict[str, Any] | None = None
@@ -175,6 +176,9 @@ class ModelCheckpoint(Checkpoint):
             storage.makedirs()
             listing = scan(storage)
             removed = clean_incomplete(storage, listing, keep=self.protected)
+            # Names in use, kept up to date by this run's own saves: naming a new checkpoint then
+            # needs no storage round trip in the training loop.
+            self._taken = set(storage.listdir()) - set(removed)
             for name in removed:
                 log.warning("removed incomplete checkpoint %s", storage.path(name))
             for name, meta in listing.complete.items():
@@ -394,20 +398,23 @@ class ModelCheckpoint(Checkpoint):
                 payload = {k: v for k, v in payload.items() if k not in ("optimizer_states", "lr_schedulers")}
             payload["expconf"] = {"kind": "end", "global_step": metrics["step"]}
             plan.write(storage, name, payload, meta(name, "end"))
+            self._taken.add(name)
             written: str | None = name
         else:
             # A forced save (preemption) is not an evaluation: it only refreshes '-last'.
             written = None if force_last else self._plan_topk(storage, plan, payload, base, score, meta)
             if self.save_last or force_last:
-                last = self._free_name(storage, base + LAST_SUFFIX, CKPT_SUFFIX, mine=self.last_model_path)
+                last = self._free_name(base + LAST_SUFFIX, CKPT_SUFFIX, mine=self.last_model_path)
                 if written is not None:
                     plan.copy(storage, written, last, meta(last, "last"))
                 else:
                     payload["expconf"] = {"kind": "last", "global_step": metrics["step"]}
                     plan.write(storage, last, payload, meta(last, "last"))
+                self._taken.add(last)
                 old = self.last_model_path.rsplit("/", 1)[-1] if self.last_model_path else ""
                 if old and old != last and old not in self.protected:
                     plan.delete(storage, old)
+                    self._taken.discard(old)
                 self.last_model_path = storage.path(last)
                 written = written or last
         if self.always_save_nemo or (end and self.save_nemo_on_train_end):
@@ -429,13 +436,14 @@ class ModelCheckpoint(Checkpoint):
         k = self.save_top_k
         if k == 0 or (score is None and not (k == -1 and self.monitor is None)):
             return None
-        name = self._free_name(storage, base, CKPT_SUFFIX)
+        name = self._free_name(base, CKPT_SUFFIX)
         if k != -1 and len(self.best_k_models) >= k and score is not None:
             worst = self._worst()
             if worst is not None and not self._better(score, self.best_k_models[worst]):
                 return None
         payload["expconf"] = {"kind": "topk", "global_step": payload.get("global_step")}
         plan.write(storage, name, payload, meta(name, "topk"))
+        self._taken.add(name)
         self.best_k_models[name] = score if score is not None else float("nan")
         while k != -1 and len(self.best_k_models) > k:
             worst = self._worst()
@@ -444,9 +452,10 @@ class ModelCheckpoint(Checkpoint):
             del self.best_k_models[worst]
             if worst not in self.protected and worst != name:
                 plan.delete(storage, worst)
+                self._taken.discard(worst)
         return name
 
-    def _free_name(self, storage: Storage, base: str, suffix: str, mine: str = "") -> str:
+    def _free_name(self, base: str, suffix: str, mine: str = "") -> str:
         """``base + suffix``, or with ``enable_version_counter`` ``base-v1 + suffix``, ... while that
         name is taken by another checkpoint (``mine``, the one being replaced, does not count)."""
         name = base + suffix
@@ -454,7 +463,7 @@ class ModelCheckpoint(Checkpoint):
             return name
         own = mine.rsplit("/", 1)[-1] if mine else ""
         version = 1
-        while name != own and (name in self.best_k_models or storage.exists(name)):
+        while name != own and (name in self.best_k_models or name in self._taken):
             name = f"{base}-v{version}{suffix}"
             version += 1
         return name

@@ -275,3 +275,34 @@ def test_marker_is_written_after_the_checkpoint_bytes(tmp_path: Path, monkeypatc
     assert seen and all(ok for _, ok in seen), seen
     marker = json.loads((folder / (seen[0][0] + MARKER_SUFFIX)).read_text())
     assert marker["size_bytes"] == (folder / seen[0][0]).stat().st_size
+
+
+def test_naming_a_checkpoint_asks_the_storage_nothing_during_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version counter knows the folder from the listing at setup and from this run's own saves:
+    a file already there gets '-v1', and no save in the loop makes an existence round trip (on S3 a
+    request that fails, in a traceback, once the server is gone)."""
+    from expconf.storage import Storage
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "fixed.ckpt").write_bytes(b"someone else's file")
+
+    exists = Storage.exists
+    training = {"on": False}
+
+    class Training(pl.Callback):
+        def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            training["on"] = True  # after the checkpoint callback's setup (which lists the folder)
+
+    def no_round_trip(self: Storage, name: str) -> bool:
+        assert not training["on"], f"exists({name!r}) called during training"
+        return exists(self, name)
+
+    monkeypatch.setattr(Storage, "exists", no_round_trip)
+    ckpt = ModelCheckpoint(dirpath=str(folder), filename="fixed", monitor=None, save_top_k=-1, save_last=False)
+    make_trainer(tmp_path, 4, [ckpt, Training()]).fit(Scored([1.0, 0.9, 0.8, 0.7]))
+    names = sorted(p.name for p in folder.glob("*.ckpt"))
+    assert names == ["fixed-end.ckpt", "fixed-v1.ckpt", "fixed-v2.ckpt", "fixed.ckpt"], names
+    assert (folder / "fixed.ckpt").read_bytes() == b"someone else's file"
