@@ -55,7 +55,7 @@ def previous_sections(page: str) -> tuple[dict[str, str], str]:
         heading, _, body = block.partition("\n")
         table = [line for line in body.splitlines() if line.startswith("|")]
         if heading.startswith("## ") and table and table[0].startswith("| measurement |"):
-            sections[heading[3:].strip()] = "\n".join([heading, "", *table, ""])
+            sections[heading[3:].strip()] = "\n".join([heading, "", *table])
     run = " ".join(line for line in page.splitlines() if line.startswith(("Run: ", "Mode: ")))
     return sections, run
 
@@ -88,7 +88,7 @@ def render(
     order = [*(previous[0] if previous else {}), *topics]
     for topic in dict.fromkeys(order):
         if topic in kept:
-            lines += kept[topic].splitlines()
+            lines += [*kept[topic].splitlines(), ""]
             continue
         rs = topics[topic]
         lines += [

@@ -73,6 +73,7 @@ def test_render_with_only_keeps_the_other_topics_of_the_previous_page() -> None:
         "## FSDP",
     ]
     assert "| a / b | 0.800 |" in md and "| x / y | 1.200 |" in md and "| x / y | 1.010 |" not in md
+    assert "\n\n## Step time\n\n" in md and "\n\n## FSDP\n\n" in md  # sections kept whole, blank lines included
     assert "kept from the page's previous run: Fault tolerance (Run: " in md
 
 
