@@ -12,7 +12,7 @@ from helpers import TINY, run_cli, run_dirs
 
 @pytest.fixture(autouse=True)
 def _fresh_known_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with no remembered secret (collect_secrets keeps them per process)."""
+    """Each test starts with no remembered secret (collect_secrets keeps them until the job ends)."""
     monkeypatch.setattr("expconf.redact._KNOWN", set())
 
 
