@@ -176,7 +176,7 @@ def table_rows() -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ``python -m expconf.describe recipe=NAME [key=value ...]`` or ``--table``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from expconf.train import _fail_or_raise
+    from expconf.cli.report import exit_on_error
 
     try:
         if args == ["--table"]:
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         root = compose_root(args)
         print(report(root, describe(root)))
     except Exception as e:
-        _fail_or_raise(e, args)  # a user mistake: one error line, exit 2
+        exit_on_error(e, args)  # one error line (exit 2) for a user mistake, else the traceback (exit 1)
         raise
 
 
