@@ -33,7 +33,7 @@ def to_root(cfg: Any) -> Any:
 
     Checks unknown keys (``+trainer.max_stepz=3`` composes in Hydra), types, choices, ranges,
     cross-field rules and local paths. Remote locations are probed, once per run, by
-    :func:`expconf.storage.check_remote` (``_task`` calls it right after this).
+    :func:`expconf.storage.check_remote` (a job calls it right after this).
     """
     from omegaconf import OmegaConf
 
