@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from expconf.batch import BatchSizes
 from expconf.train import compose_root
 
 #: Bytes per parameter of (weights, gradients, AdamW state) and per activation value, by precision.
@@ -106,7 +107,7 @@ def describe(root: Any) -> Description:
     w_b, g_b, o_b, a_b = PRECISION_BYTES[precision]
     world = world_size(root.trainer)
     d = root.data
-    accumulate = d.global_batch_size // (d.micro_batch_size * world)
+    accumulate = BatchSizes.of(d, world).accumulate
     shards = world if "fsdp" in root.trainer.strategy else 1
     tokens = d.micro_batch_size * d.seq_length
     return Description(

@@ -27,6 +27,7 @@ from expconf.checkpoint.io import StorageCheckpointIO
 from expconf.checkpoint.naming import LAST_SUFFIX, default_template
 from expconf.config.log import check_name
 from expconf.redact import RedactingFilter, collect_secrets, redact, redact_text
+from expconf.rundir import DEFAULT_LOG_DIR, TB_LOGS, checkpoint_dir, experiment_dir
 from expconf.storage import is_remote
 
 log = logging.getLogger("expconf")
@@ -171,7 +172,7 @@ class NeMoLogger:
             return Path(handed)
         if self.explicit_log_dir:
             return Path(self.explicit_log_dir)
-        base = Path(self.log_dir or "nemo_experiments") / self.name
+        base = experiment_dir(self.log_dir, self.name)
         if self.version:
             return base / str(self.version)
         if resume_if_exists or not self.use_datetime_version:
@@ -190,7 +191,7 @@ class NeMoLogger:
             planned = self.planned_run_dir(resume_if_exists)
             if planned is not None:
                 return reuse(planned)
-            base = Path(self.log_dir or "nemo_experiments") / self.name
+            base = experiment_dir(self.log_dir, self.name)
             return str(create_exclusive(base, time.strftime(DATETIME_FORMAT)).resolve())
 
         def reuse(path: Path) -> str:
@@ -234,7 +235,7 @@ class NeMoLogger:
         """The ``AppState`` of ``run_dir`` as decided for this logger."""
         if self.explicit_log_dir:
             return AppState(run_dir, run_dir, "", "", self.files_to_copy, list(sys.argv))
-        base = Path(self.log_dir or "nemo_experiments").resolve()
+        base = Path(self.log_dir or DEFAULT_LOG_DIR).resolve()
         version = None if run_dir == (base / self.name) else run_dir.name
         return AppState(run_dir, base, self.name, version, self.files_to_copy, list(sys.argv))
 
@@ -281,7 +282,7 @@ class NeMoLogger:
         a TensorBoard logger given here takes the place of the Trainer's own TensorBoard logger."""
         if self.tensorboard is True:
             self.tensorboard = RunDirTensorBoardLogger(
-                save_dir=str(run_dir), name="tb_logs", version="", default_hp_metric=False
+                save_dir=str(run_dir), name=TB_LOGS, version="", default_hp_metric=False
             )
         tensorboard = self.tensorboard if isinstance(self.tensorboard, TensorBoardLogger) else None
         own = [lg for lg in trainer.loggers if not (tensorboard is not None and isinstance(lg, TensorBoardLogger))]
@@ -342,7 +343,7 @@ class NeMoLogger:
             if not _is_checkpoint_callback(c):
                 continue
             if not c.dirpath:
-                c.dirpath = str(run_dir / "checkpoints")
+                c.dirpath = checkpoint_dir(run_dir)
             if isinstance(c, LightningModelCheckpoint) and c.filename is None:
                 c.filename = default_template(self.name, c.monitor)
                 c.CHECKPOINT_NAME_LAST = c.filename + LAST_SUFFIX

@@ -32,7 +32,8 @@ def to_root(cfg: Any) -> Any:
     """Composed DictConfig -> validated RootConfig (the real dataclasses); raises ConfigError.
 
     Checks unknown keys (``+trainer.max_stepz=3`` composes in Hydra), types, choices, ranges,
-    cross-field rules and local paths. Remote locations are probed by ``build.check_remote``.
+    cross-field rules and local paths. Remote locations are probed, once per run, by
+    :func:`expconf.storage.check_remote` (a job calls it right after this).
     """
     from omegaconf import OmegaConf
 

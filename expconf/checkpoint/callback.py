@@ -25,6 +25,7 @@ from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
+from expconf.rundir import checkpoint_dir
 from expconf.sharded_ckpt import ShardedCheckpoints, full_model_state, shard_state
 from expconf.storage import Storage, is_remote
 
@@ -150,10 +151,7 @@ class ModelCheckpoint(Checkpoint):
 
     def resolved_dirpath(self, trainer: pl.Trainer | None = None) -> str:
         """The checkpoint folder: dirpath, else the trainer's default_root_dir/checkpoints."""
-        if self.dirpath:
-            return str(self.dirpath)
-        root = trainer.default_root_dir if trainer is not None else "."
-        return f"{root}/checkpoints"
+        return checkpoint_dir(trainer.default_root_dir if trainer is not None else ".", self.dirpath)
 
     def get_storage(self, trainer: pl.Trainer | None = None) -> Storage:
         """The Storage of the checkpoint folder."""

@@ -10,6 +10,7 @@ from typing import Any, Optional
 from expconf.config.ckpt import CheckpointConfig
 from expconf.config.fields import doc, require
 from expconf.errors import ConfigError
+from expconf.rundir import TB_LOGS
 
 #: Longest ``log.name`` / ``log.version`` in bytes: one folder name, with room for ``_<k>`` suffixes
 #: and the file names inside it (file systems allow 255 bytes per name).
@@ -73,7 +74,7 @@ class TensorBoardConfig:
     """TensorBoard event files under the run dir."""
 
     enabled: bool = doc(True, "write TensorBoard event files")
-    name: str = doc("tb_logs", "folder inside the run dir")
+    name: str = doc(TB_LOGS, "folder inside the run dir")
 
 
 @dataclass

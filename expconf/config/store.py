@@ -12,6 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from expconf.config.root import RootConfig
+from expconf.rundir import DEFAULT_LOG_DIR
 
 #: Name of the root schema in the ConfigStore; conf/expconf.yaml puts it first in its defaults.
 ROOT_SCHEMA = "expconf_schema"
@@ -81,7 +82,7 @@ def sweep_dir(*, _root_: Any) -> str:
     """
     if "log" not in _root_:
         return "<log.log_dir>/<log.name>"
-    root = _root_.log.log_dir or "nemo_experiments"
+    root = _root_.log.log_dir or DEFAULT_LOG_DIR
     path = os.path.join(root, _root_.log.name or "default")
     found = _sweep_dirs.get()
     if found is not None:
