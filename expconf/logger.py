@@ -25,7 +25,7 @@ from expconf import decisions, launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.io import StorageCheckpointIO
 from expconf.checkpoint.naming import LAST_SUFFIX, default_template
-from expconf.config.log import check_name
+from expconf.config.log import check_name, check_rank_0_only
 from expconf.redact import RedactingFilter, collect_secrets, redact, redact_text
 from expconf.storage import is_remote
 
@@ -142,8 +142,7 @@ class NeMoLogger:
         extra_loggers: list[Logger] | None = None,
         ckpt: ModelCheckpoint | LightningModelCheckpoint | None = None,
     ) -> None:
-        if log_local_rank_0_only and log_global_rank_0_only:
-            raise ValueError("NeMoLogger: log_local_rank_0_only and log_global_rank_0_only cannot both be true")
+        check_rank_0_only("NeMoLogger.", log_local_rank_0_only, log_global_rank_0_only)
         self.name = name or "default"
         check_name("name", self.name)  # each a single folder name: no '..', '/', control characters
         check_name("version", "v" if version is None else version)

@@ -25,36 +25,16 @@ from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
+from expconf.config.ckpt import check_checkpoint_arguments
+from expconf.errors import ConfigError
 from expconf.sharded_ckpt import ShardedCheckpoints, full_model_state, shard_state
 from expconf.storage import Storage, is_remote
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointArgumentError(MisconfigurationException, ValueError):
+class CheckpointArgumentError(ConfigError, MisconfigurationException):
     """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type)."""
-
-
-def _check_arguments(
-    mode: str,
-    save_top_k: int,
-    every_n_train_steps: int | None,
-    every_n_epochs: int | None,
-    train_time_interval: timedelta | float | None,
-) -> None:
-    if mode not in ("min", "max"):
-        raise CheckpointArgumentError(f"ModelCheckpoint: `mode` can be 'min' or 'max' but got {mode}")
-    if save_top_k < -1:
-        raise CheckpointArgumentError(f"ModelCheckpoint save_top_k={save_top_k}: Must be >= -1")
-    for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
-        if n is not None and n < 0:
-            raise CheckpointArgumentError(f"ModelCheckpoint {key}={n}: Must be >= 0")
-    given = [n for n in (every_n_train_steps, every_n_epochs, train_time_interval) if n]
-    if len(given) > 1:
-        raise CheckpointArgumentError(
-            "ModelCheckpoint: Combination of parameters every_n_train_steps, every_n_epochs and "
-            "train_time_interval should be mutually exclusive (set one)"
-        )
 
 
 class ModelCheckpoint(Checkpoint):
@@ -98,7 +78,17 @@ class ModelCheckpoint(Checkpoint):
         always_save_context: bool = False,
         save_context_on_train_end: bool = False,
     ) -> None:
-        _check_arguments(mode, save_top_k, every_n_train_steps, every_n_epochs, train_time_interval)
+        try:
+            check_checkpoint_arguments(
+                "ModelCheckpoint.",
+                mode=mode,
+                save_top_k=save_top_k,
+                every_n_train_steps=every_n_train_steps,
+                every_n_epochs=every_n_epochs,
+                train_time_interval=train_time_interval,
+            )
+        except ConfigError as e:
+            raise CheckpointArgumentError(e.key, e.value, e.expected, e.hint) from None
         if dirpath is not None and not is_remote(str(dirpath)):
             dirpath = os.path.realpath(os.path.expanduser(str(dirpath)))  # as Lightning: ~ and relative paths
         self.dirpath = dirpath

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Optional
 
 from expconf.config.fields import check_choice, doc, require
@@ -39,20 +40,13 @@ class CheckpointConfig:
 
     def validate(self, prefix: str = "log.ckpt") -> None:
         """Check choices and ranges; raises ConfigError."""
-        check_choice(f"{prefix}.mode", self.mode, ("min", "max"))
-        require(self.save_top_k >= -1, f"{prefix}.save_top_k", self.save_top_k, "an integer >= -1")
-        for key in ("every_n_train_steps", "every_n_epochs"):
-            v = getattr(self, key)
-            require(v is None or v >= 1, f"{prefix}.{key}", v, "null or an integer >= 1")
-        t = self.train_time_interval
-        require(t is None or t > 0, f"{prefix}.train_time_interval", t, "null or a number of seconds > 0")
-        triggers = [k for k in ("every_n_train_steps", "every_n_epochs", "train_time_interval") if getattr(self, k)]
-        require(
-            len(triggers) <= 1,
-            f"{prefix}.{triggers[-1] if triggers else 'train_time_interval'}",
-            getattr(self, triggers[-1]) if triggers else None,
-            "null when " + " or ".join(f"{prefix}.{k}" for k in triggers[:-1]) + " is set",
-            "the save triggers are mutually exclusive",
+        check_checkpoint_arguments(
+            f"{prefix}.",
+            mode=self.mode,
+            save_top_k=self.save_top_k,
+            every_n_train_steps=self.every_n_train_steps,
+            every_n_epochs=self.every_n_epochs,
+            train_time_interval=self.train_time_interval,
         )
         if self.filename is not None:
             require(
@@ -67,6 +61,43 @@ class CheckpointConfig:
                 self.filename,
                 "a template with balanced braces such as gpt--{val_loss:.2f}-{step}",
             )
+
+
+def check_checkpoint_arguments(
+    prefix: str,
+    *,
+    mode: str,
+    save_top_k: int,
+    every_n_train_steps: int | None,
+    every_n_epochs: int | None,
+    train_time_interval: timedelta | float | None,
+) -> None:
+    """The rules ``log.ckpt`` and :class:`expconf.ModelCheckpoint` share, with Lightning's ranges;
+    raises :class:`ConfigError` naming ``prefix + key`` (``log.ckpt.`` or ``ModelCheckpoint.``)."""
+    check_choice(f"{prefix}mode", mode, ("min", "max"))
+    require(save_top_k >= -1, f"{prefix}save_top_k", save_top_k, "an integer >= -1")
+    for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
+        require(n is None or n >= 0, f"{prefix}{key}", n, "null, 0 (off) or an integer >= 1")
+    seconds = train_time_interval.total_seconds() if isinstance(train_time_interval, timedelta) else train_time_interval
+    require(
+        seconds is None or seconds >= 0,
+        f"{prefix}train_time_interval",
+        train_time_interval,
+        "null or a number of seconds >= 0",
+    )
+    given = {
+        "every_n_train_steps": every_n_train_steps,
+        "every_n_epochs": every_n_epochs,
+        "train_time_interval": train_time_interval,
+    }
+    triggers = [k for k, v in given.items() if v]
+    require(
+        len(triggers) <= 1,
+        f"{prefix}{triggers[-1] if triggers else 'train_time_interval'}",
+        given[triggers[-1]] if triggers else None,
+        "null when " + " or ".join(f"{prefix}{k}" for k in triggers[:-1]) + " is set",
+        "the save triggers are mutually exclusive",
+    )
 
 
 def _template_ok(template: str) -> bool:
