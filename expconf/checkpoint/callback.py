@@ -27,6 +27,7 @@ from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template,
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
 from expconf.config.ckpt import check_checkpoint_arguments
 from expconf.errors import ConfigError
+from expconf.lightning_internals import dump_checkpoint
 from expconf.sharded_ckpt import ShardedCheckpoints, full_model_state, shard_state
 from expconf.storage import Storage, is_remote
 
@@ -196,7 +197,7 @@ class ModelCheckpoint(Checkpoint):
             # The '-end' checkpoint keeps the loop state of this moment, the point every other save
             # uses: Lightning's loops advance their counters once more before on_train_end, and a
             # run resumed past the end from such a state would replay or skip a step.
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            checkpoint = dump_checkpoint(trainer, self.save_weights_only)
             states = rng.gather(trainer)
             # Only rank 0 writes; a CPU copy keeps the state of this moment until on_train_end.
             kept = stage(checkpoint) if trainer.is_global_zero or self.sharded else {}
@@ -283,7 +284,7 @@ class ModelCheckpoint(Checkpoint):
         metrics = self.metrics(trainer)
         template = self.filename or default_template(self.name, self.monitor)
         base = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+        checkpoint = dump_checkpoint(trainer, self.save_weights_only)
         checkpoint["expconf_rng"] = {"per_rank": [rng.capture()]}
         checkpoint["expconf"] = {"kind": "exception", "global_step": metrics["step"]}
         storage = self.get_storage(trainer)
@@ -342,7 +343,7 @@ class ModelCheckpoint(Checkpoint):
         if end and self._final is not None and self._final[0] == step:
             _, checkpoint, states = self._final
         else:
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            checkpoint = dump_checkpoint(trainer, self.save_weights_only)
             states = rng.gather(trainer)
         shards = shard_state(checkpoint) if self.sharded else {}
         if self.sharded and (self.always_save_nemo or (end and self.save_nemo_on_train_end)):
