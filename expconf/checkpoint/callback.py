@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointArgumentError(ConfigError, MisconfigurationException):
-    """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type)."""
+    """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type and wording)."""
 
 
 class ModelCheckpoint(Checkpoint):
@@ -87,9 +87,10 @@ class ModelCheckpoint(Checkpoint):
                 every_n_train_steps=every_n_train_steps,
                 every_n_epochs=every_n_epochs,
                 train_time_interval=train_time_interval,
+                lightning_wording=True,
             )
         except ConfigError as e:
-            raise CheckpointArgumentError(e.key, e.value, e.expected, e.hint) from None
+            raise CheckpointArgumentError(e.key, e.value, e.expected, e.hint, message=str(e)) from None
         if dirpath is not None and not is_remote(str(dirpath)):
             dirpath = os.path.realpath(os.path.expanduser(str(dirpath)))  # as Lightning: ~ and relative paths
         self.dirpath = dirpath
