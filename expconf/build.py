@@ -25,6 +25,7 @@ from expconf.config.root import RootConfig
 from expconf.config.trainer import TrainerConfig
 from expconf.console import quiet_library_noise
 from expconf.data import TokenDataModule
+from expconf.lightning_internals import wandb_init_args
 from expconf.logger import NeMoLogger, RunDirTensorBoardLogger
 from expconf.resume import AutoResume
 
@@ -61,8 +62,9 @@ def build_logger(cfg: LogConfig) -> NeMoLogger:
             offline=w.offline,
             log_model=w.log_model,
         )
-        if wandb._wandb_init.get("anonymous") is None:
-            wandb._wandb_init.pop("anonymous", None)  # Lightning passes None, W&B warns that it is ignored
+        init = wandb_init_args(wandb)
+        if init.get("anonymous") is None:
+            init.pop("anonymous", None)  # Lightning passes None, W&B warns that it is ignored
     tensorboard: Any = None
     if cfg.tensorboard.enabled:
         tensorboard = RunDirTensorBoardLogger(

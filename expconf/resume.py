@@ -10,6 +10,7 @@ from typing import Any
 from expconf import decisions, launch
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
 from expconf.checkpoint.naming import is_end, is_last
+from expconf.config.resume import check_one_source
 from expconf.errors import IncompleteCheckpointError, NotFoundError, TrainingCompletedError
 from expconf.rundir import resume_dir
 from expconf.storage import Storage
@@ -118,10 +119,9 @@ class AutoResume:
         dirpath = _alias("dirpath", dirpath, "resume_from_directory", resume_from_directory)
         if import_path and restore_config is not None:
             raise ValueError("AutoResume: import_path and restore_config are the same setting (give one)")
-        if path and (import_path or restore_config is not None):
-            raise ValueError("AutoResume: path and import_path are mutually exclusive (pick one)")
         if restore_config is None and import_path:
             restore_config = RestoreConfig(path=import_path)
+        check_one_source("AutoResume.", path, restore_config.path if restore_config is not None else None)
         self.path = path
         self.dirpath = dirpath
         self.restore_config = restore_config
