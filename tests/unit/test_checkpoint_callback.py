@@ -213,7 +213,7 @@ def test_preemption_style_forced_save_writes_only_last(tmp_path: Path) -> None:
 
 def test_incomplete_and_temporary_files_removed_by_rank0_at_start(tmp_path: Path) -> None:
     """Only what is provably expconf's goes: its temporary files, orphan markers and marker-less
-    checkpoints that carry expconf's record; files it cannot prove it wrote stay (SPEC section 8)."""
+    checkpoints that carry expconf's record; files it cannot prove it wrote stay (expconf never deletes a file it did not create)."""
     folder = tmp_path / "c"
     folder.mkdir()
     junk = [

@@ -1,4 +1,4 @@
-"""NeMoLogger: run dir rules of SPEC section 3, the files it writes, per-rank logs, loggers."""
+"""NeMoLogger: the run dir rules of docs/run-dir-checkpoints-resume.md, the files it writes, per-rank logs, loggers."""
 
 from __future__ import annotations
 

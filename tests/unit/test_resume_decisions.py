@@ -1,4 +1,4 @@
-"""AutoResume: every row of SPEC section 5, over real folders."""
+"""AutoResume: every row of the resume decision table (docs/run-dir-checkpoints-resume.md), over real folders."""
 
 from __future__ import annotations
 
