@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from compat_toys import Toy, make_trainer
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+from toys import Toy
 
 import expconf
+from helpers import make_trainer
 
 
 def default_trainer(root: Path) -> pl.Trainer:
