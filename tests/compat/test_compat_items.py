@@ -1,4 +1,4 @@
-"""Issue 12, items 1-10: NeMo 2.0 and Lightning code that uses expconf's objects from Python."""
+"""NeMo 2.0 and Lightning code that uses expconf's objects from Python."""
 
 from __future__ import annotations
 
