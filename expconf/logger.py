@@ -129,7 +129,7 @@ class AppState(os.PathLike):  # type: ignore[type-arg]
 
 
 class NeMoLogger:
-    """Experiment logging of NeMo 2.0 with the same keyword arguments (SPEC section 3).
+    """Experiment logging of NeMo 2.0 with the same keyword arguments.
 
     ``setup(trainer)`` decides the run dir once for all ranks, writes the run files, points the
     loggers at it and installs ``ckpt``. Defaults are NeMo's: no TensorBoard logger of its own

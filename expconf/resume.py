@@ -1,4 +1,4 @@
-"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from (SPEC section 5)."""
+"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class ResumeDecision:
 
 
 def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
-    """Apply the decision table of SPEC section 5 to one folder; raises for the error rows."""
+    """Apply the resume decision table (docs/run-dir-checkpoints-resume.md) to one folder; raises for the error rows."""
     listing = scan(storage)
     # Another tool's readable '-last' / '-end' checkpoints (a Lightning ModelCheckpoint's) count too.
     found = {**listing.foreign, **listing.complete}
@@ -96,7 +96,7 @@ def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
 
 
 class AutoResume:
-    """NeMo 2.0's AutoResume with the same keyword arguments and the fixes of SPEC section 5.
+    """NeMo 2.0's AutoResume with the same keyword arguments; its differences are in docs/migration.md.
 
     ``resume_from_path`` / ``resume_from_directory`` are NeMo's current names of ``path`` /
     ``dirpath``; ``import_path`` is the older spelling of ``restore_config=RestoreConfig(path)``.
