@@ -13,26 +13,16 @@ from typing import Any
 
 import yaml
 
+from expconf.distributed.ranks import global_rank
 from expconf.errors import DEBUG_ENV, USER_ERROR_EXIT_CODE, ConfigError
-from expconf.launch import (
-    CHILD_CONFIG_ENV,
-    clean_dist_env,
-    forget_child_config,
-    global_rank,
-    keep_child_config,
-    read_child_config,
-    snapshot_dist_env,
-)
 from expconf.redact import scrub_argv
-
-MODEL_CLASS_KEY = "__model_config_class__"
 
 
 def to_root(cfg: Any) -> Any:
     """Composed DictConfig -> validated RootConfig (the real dataclasses); raises ConfigError.
 
     Checks unknown keys (``+trainer.max_stepz=3`` composes in Hydra), types, choices, ranges,
-    cross-field rules and local paths. Remote locations are probed by ``build.check_remote``.
+    cross-field rules and local paths. Remote locations are probed by :func:`expconf.job.prepare`.
     """
     from omegaconf import OmegaConf
 
@@ -69,40 +59,25 @@ def _task(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    env_before = snapshot_dist_env()
     # resolve=False: an override such as key=${oops} must not be resolved just to be listed.
     overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]  # type: ignore[union-attr]
+    from expconf.job import prepare
+
     try:
-        root = to_root(cfg)
-        from expconf.storage import check_remote
-
-        check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
-        from expconf.hardware import check_accelerator
-
-        check_accelerator(root.trainer)
-        resolved: Any = OmegaConf.to_container(cfg, resolve=True)
+        job = prepare(cfg)  # the same path as expconf.run(cfg)
     except Exception as e:
         # Reported here, not by Hydra: a failed job makes Hydra print an extra stderr line.
         _forget_sweep_file(e, sys.argv)
         _fail_or_raise(e, overrides)
         raise
-    assert isinstance(resolved, dict)
-    model_cls = type(root.model)
-    child = dict(resolved, **{MODEL_CLASS_KEY: f"{model_cls.__module__}.{model_cls.__qualname__}"})
-    keep_child_config(child)  # handed to DDP children in private files, never in the environment
     scrub_argv()  # W&B and others record sys.argv
     try:
-        from expconf.build import run
-
-        try:
-            result = run(root, task_config=resolved, overrides=overrides)
-        except Exception as e:
-            _report_failed_job(e, overrides)
-            raise
-        if global_rank() == 0:  # other ranks know no checkpoint paths; one summary per job
-            print(result.summary(), flush=True)
-    finally:
-        _end_job(env_before)
+        result = job.run(overrides)
+    except Exception as e:
+        _report_failed_job(e, overrides)
+        raise
+    if global_rank() == 0:  # other ranks know no checkpoint paths; one summary per job
+        print(result.summary(), flush=True)
 
 
 #: Comma-separated modules imported before composition, so a user repo can register its own
@@ -179,39 +154,6 @@ def _report_failed_job(e: BaseException, argv: list[str]) -> None:
     sys.exit(1)
 
 
-def _end_job(env_before: dict[str, str] | None = None) -> None:
-    """Leave the process as the job found it, for the next job of a sweep."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-    clean_dist_env(env_before)
-    forget_child_config()
-
-
-def run_child() -> None:
-    """A DDP child rank: rebuild the job from the parent's resolved config."""
-    from omegaconf import OmegaConf
-
-    from expconf import targets
-    from expconf.build import run
-    from expconf.config.root import RootConfig
-    from expconf.config.store import register_all
-
-    register_all()
-    data = read_child_config()
-    model_cls = (
-        targets.resolve(data.pop(MODEL_CLASS_KEY, "expconf.config.model.GPTModelConfig"), MODEL_CLASS_KEY)
-        if MODEL_CLASS_KEY in data
-        else None
-    )
-    schema = OmegaConf.structured(RootConfig)
-    if model_cls is not None:
-        schema.model = OmegaConf.structured(model_cls)
-    root: Any = OmegaConf.to_object(OmegaConf.merge(schema, data))
-    run(root, task_config=data)
-
-
 def _hydra_main() -> None:
     import hydra
 
@@ -221,9 +163,12 @@ def _hydra_main() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m expconf.train`` and the ``expconf-train`` script."""
     from expconf.cli_args import reorder_options, select_groups
+    from expconf.distributed.handoff import is_child
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0" and not args:
+    if is_child() and not args:
+        from expconf.job import run_child
+
         run_child()
         return
     from expconf.cli_help import answer_help_or_version

@@ -1,4 +1,4 @@
-"""expconf.fsdp: which modules are sharded, mixed precision and activation checkpointing, optimizer-state keys.
+"""expconf.distributed.fsdp: which modules are sharded, mixed precision and activation checkpointing, optimizer-state keys.
 
 Sharding runs in this process on a one-rank gloo group (``fully_shard`` needs a process group).
 """
@@ -17,8 +17,14 @@ from torch import nn
 from expconf.checkpoint.meta import CheckpointMeta
 from expconf.config.fsdp import FSDPConfig
 from expconf.config.model import GPTModelConfig
+from expconf.distributed.fsdp import (
+    find_blocks,
+    optimizer_state_by_id,
+    optimizer_state_by_name,
+    param_names,
+    shard_module,
+)
 from expconf.errors import ConfigError
-from expconf.fsdp import find_blocks, optimizer_state_by_id, optimizer_state_by_name, param_names, shard_module
 from expconf.recipes.gpt_model import GPT, Block
 
 
@@ -122,7 +128,7 @@ def test_config_rejects_unknown_dtype() -> None:
 
 
 def test_batch_progress_follows_the_new_accumulation() -> None:
-    from expconf.world_resume import rescale_batch_progress
+    from expconf.distributed.world_resume import rescale_batch_progress
 
     # As saved in the end hook of step 3's last micro-batch: 'completed' trails by that micro-batch.
     counts = {"ready": 6, "completed": 5, "started": 6, "processed": 6}
