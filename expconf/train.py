@@ -163,7 +163,7 @@ def _hydra_main() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m expconf.train`` and the ``expconf-train`` script."""
     from expconf.cli_args import reorder_options, select_groups
-    from expconf.distributed.handoff import is_child
+    from expconf.distributed.ranks import is_child
 
     args = list(sys.argv[1:] if argv is None else argv)
     if is_child() and not args:

@@ -18,7 +18,8 @@ from lightning_fabric.plugins.environments.cluster_environment import ClusterEnv
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from expconf.distributed.handoff import CHILD_CONFIG_ENV, JobHandoff
+from expconf.distributed.handoff import JobHandoff
+from expconf.distributed.ranks import CHILD_CONFIG_ENV
 
 
 class ChildConfigLauncher(_SubprocessScriptLauncher):

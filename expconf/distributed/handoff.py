@@ -27,12 +27,10 @@ from typing import Any
 
 from pytorch_lightning.callbacks import Callback
 
-from expconf.distributed.ranks import global_rank, launched_externally, world_size_from_env
+from expconf.distributed.ranks import CHILD_CONFIG_ENV, global_rank, launched_externally, world_size_from_env
 
 RUN_DIR_ENV = "EXPCONF_RUN_DIR"
 RESUME_ENV = "EXPCONF_RESUME_CKPT"
-#: Path of a DDP child's private job file (set only in the environment of that child).
-CHILD_CONFIG_ENV = "EXPCONF_CHILD_CONFIG"
 NO_CHECKPOINT = "<none>"
 
 #: Variables a DDP job leaves behind that would make the next job of a sweep hang.
@@ -203,11 +201,6 @@ class JobHandoff:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def is_child() -> bool:
-    """True in a DDP child that a :class:`JobHandoff` launched (rank > 0 with a job file)."""
-    return CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0"
 
 
 def read_child_job() -> ChildJob:

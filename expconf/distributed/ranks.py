@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+#: Path of a DDP child's private job file (:mod:`expconf.distributed.handoff`), set only in the
+#: environment of the child it is for.
+CHILD_CONFIG_ENV = "EXPCONF_CHILD_CONFIG"
+
 
 def global_rank() -> int:
     """This process's global rank from the launcher's environment (0 when not distributed)."""
@@ -36,3 +40,8 @@ def launched_externally() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or (
         "SLURM_PROCID" in os.environ and world_size_from_env() > 1 and "SLURM_JOB_ID" in os.environ
     )
+
+
+def is_child() -> bool:
+    """True in a DDP child that expconf started (local rank > 0 with a job file to read)."""
+    return CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0"

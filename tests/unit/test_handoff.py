@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from expconf.distributed import handoff
+from expconf.distributed import handoff, ranks
 
 pytestmark = pytest.mark.usefixtures("no_launcher")
 
@@ -53,7 +53,7 @@ def test_a_job_handoff_writes_only_for_a_spawned_child_and_cleans_up(monkeypatch
         assert os.stat(os.path.dirname(first)).st_mode & 0o777 == 0o700
         monkeypatch.setenv(handoff.CHILD_CONFIG_ENV, first)
         monkeypatch.setenv("LOCAL_RANK", "1")
-        assert handoff.is_child()
+        assert ranks.is_child()
         assert handoff.read_child_job() == job
         assert not os.path.exists(first) and handoff.CHILD_CONFIG_ENV not in os.environ  # read once
         assert os.path.exists(second)  # a child that never read its file
