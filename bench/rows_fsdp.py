@@ -74,7 +74,7 @@ def _worker(rank: int, port: int, mode: str, shape: tuple[int, int, int], repeat
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     from expconf.config.fsdp import FSDPConfig
-    from expconf.fsdp import DEFERRED_ATTR, build_on_meta, clean_name, shard_module
+    from expconf.distributed.fsdp import DEFERRED_ATTR, build_on_meta, clean_name, shard_module
     from expconf.sharded_ckpt import ShardedCheckpoints, shard_state
     from expconf.storage import Storage
 

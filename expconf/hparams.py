@@ -18,7 +18,8 @@ from typing import Any
 
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
-from expconf import launch
+from expconf.distributed import ranks
+from expconf.lightning_internals import default_hp_metric
 from expconf.redact import known_secrets, redact
 
 
@@ -45,7 +46,7 @@ def monitored_metrics(config: dict[str, Any]) -> list[str]:
 
 def log_hyperparameters(loggers: list[Logger], config: dict[str, Any] | None) -> None:
     """Send ``config`` (redacted here) to each logger once; call after the loggers point at the run dir."""
-    if config is None or launch.global_rank() != 0:
+    if config is None or ranks.global_rank() != 0:
         return
     secrets = known_secrets()
     params = redact(config, secrets)
@@ -71,7 +72,7 @@ def _tensorboard(logger: TensorBoardLogger, params: dict[str, Any]) -> None:
     hparams_file = os.path.join(logger.log_dir, logger.NAME_HPARAMS_FILE)
     if os.path.isfile(hparams_file) and open(hparams_file).read().strip() not in ("", "{}"):
         return  # a resumed run: this dir already has the config and its hparams session
-    if getattr(logger, "_default_hp_metric", False):
+    if default_hp_metric(logger):
         logger.log_hyperparams(params)  # Lightning writes the session itself, with hp_metric
         return
     logger.log_hyperparams(params)  # kept for hparams.yaml; no session is written without metrics

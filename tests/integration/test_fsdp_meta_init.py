@@ -30,7 +30,7 @@ def _rank(rank: int, port: int, out: str) -> None:
 
     from expconf.config.fsdp import FSDPConfig
     from expconf.config.model import GPTModelConfig
-    from expconf.fsdp import DEFERRED_ATTR, build_on_meta, clean_name, shard_module
+    from expconf.distributed.fsdp import DEFERRED_ATTR, build_on_meta, clean_name, shard_module
     from expconf.recipes.gpt_model import GPT
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)

@@ -1,4 +1,4 @@
-"""expconf.meta_init: a model built on the meta device gets, once materialised, the values of a normal build.
+"""expconf.distributed.meta_init: a model built on the meta device gets, once materialised, the values of a normal build.
 
 The comparisons are bitwise: both builds run the same initialisation ops, in this process, from the
 same generator states, on tensors of the same shape, dtype and layout, so every value is computed
@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from expconf.config.model import GPTModelConfig
+from expconf.distributed.fsdp import DEFERRED_ATTR, build_on_meta
+from expconf.distributed.meta_init import build_deferred
 from expconf.errors import ConfigError
-from expconf.fsdp import DEFERRED_ATTR, build_on_meta
-from expconf.meta_init import build_deferred
 from expconf.recipes.gpt_model import GPT
 
 
