@@ -92,6 +92,7 @@ def train(
     try:
         for c in preemption:
             c.exit_on_preemption = False
+            c.arm()  # a signal during the setup below is honoured after the first step
         _check_resume_first(log, resume)
         app = log.setup(trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides)
         run_dir = Path(app.log_dir)
@@ -107,6 +108,7 @@ def train(
     finally:
         for c, flag in zip(preemption, exits, strict=True):
             c.exit_on_preemption = flag
+            c.disarm()  # after a failure before fit; kept after a signal, to count its copies
         log.finish(exit_code=1 if failed else 0)
         log.teardown()
         # Decisions this call made are forgotten (also when it failed before fit), so a second

@@ -74,6 +74,10 @@ def _task(cfg: Any) -> None:
     overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]  # type: ignore[union-attr]
     try:
         root = to_root(cfg)
+        if root.callbacks.preemption:
+            from expconf import early_signal
+
+            early_signal.record(root.callbacks.preemption_signal)  # honoured once training starts
         from expconf.storage import check_remote
 
         check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
@@ -187,6 +191,9 @@ def _end_job(env_before: dict[str, str] | None = None) -> None:
         dist.destroy_process_group()
     clean_dist_env(env_before)
     forget_child_config()
+    from expconf import early_signal
+
+    early_signal.release()
 
 
 def run_child() -> None:
@@ -244,7 +251,9 @@ def main(argv: list[str] | None = None) -> None:
 
         hydra_guard.install()  # every composed config is checked before Hydra acts on it
         _hydra_main()
-    except SystemExit:
+    except SystemExit as e:
+        if _in_chain(e, (KeyboardInterrupt,)):
+            sys.exit(130)  # Lightning turns Ctrl-C into exit(1); 130 is what the shell expects
         raise
     except KeyboardInterrupt:
         sys.exit(130)

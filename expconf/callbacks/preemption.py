@@ -13,14 +13,12 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from expconf import early_signal
+
 log = logging.getLogger(__name__)
 
 #: Exit status after a preemption checkpoint: EX_TEMPFAIL from sysexits.h, "try again later".
 REQUEUE_EXIT_CODE = 75
-
-# Copies of one signal (a scheduler signalling the process group while torchrun forwards it)
-# arriving closer together than this are one request; a later one is a second request.
-_DUPLICATE_WINDOW_S = 1.0
 
 
 class PreemptionCallback(Callback):
@@ -31,6 +29,11 @@ class PreemptionCallback(Callback):
     :data:`REQUEUE_EXIT_CODE`: in a plain Trainer the process exits when the Trainer tears down
     after the stop (``exit_on_preemption``); under ``expconf.train`` once ``fit`` has returned. A second signal (more than a second after the first) is
     re-delivered with the default action, so the process terminates: it is never swallowed.
+
+    :meth:`arm` (called by the builder, and at the latest in ``setup``) installs the handler
+    before fit, so a signal during the build is honoured at the end of the first step; after a
+    signal the handler stays installed until the process exits, so copies of it that arrive
+    while the run exits are still counted as one.
     """
 
     def __init__(self, sig: int | str | None = None, exit_on_preemption: bool = True) -> None:
@@ -43,6 +46,8 @@ class PreemptionCallback(Callback):
         self._received_at = 0.0
         self._previous: Any = None
         self._installed = False
+        self._outer: Any = None  # the handler before arm()
+        self._armed = False
         self._last_step = -1
         self._launcher: Any = None
 
@@ -54,7 +59,13 @@ class PreemptionCallback(Callback):
     # -- the handler ----------------------------------------------------------------------------
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
-        if self.received and now - self._received_at > _DUPLICATE_WINDOW_S:
+        if not self._armed and not self._installed and not self.received:
+            # Left behind by a run that ended without a signal (Lightning's teardown may put this
+            # handler back): act as the handler that was there before.
+            signal.signal(signum, self._outer if self._outer is not None else signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if self.received and now - self._received_at > early_signal.DUPLICATE_WINDOW_S:
             # A second request: stop waiting. The default action (terminate) is restored and the
             # signal re-delivered, so neither this handler nor Lightning's can swallow it.
             log.warning("second %s: terminating without waiting for the checkpoint", signal.Signals(signum).name)
@@ -76,6 +87,25 @@ class PreemptionCallback(Callback):
             self.received = True
             self._received_at = now
 
+    def arm(self) -> None:
+        """Install the handler before fit (idempotent); :meth:`disarm` puts the earlier one back."""
+        if self._armed:
+            return
+        self._outer = signal.signal(self.sig, self._handler)
+        self._armed = True
+        early = early_signal.take(self.sig)  # the signal as recorded while the run was built
+        if early is not None:
+            self._outer, received_at = early
+            if received_at is not None and not self.received:
+                log.warning("received %s before training: checkpointing after the first step", self.sig.name)
+                self.received, self._received_at = True, received_at
+
+    def disarm(self) -> None:
+        """Put back the handler found by :meth:`arm`, unless a signal arrived (then keep counting copies)."""
+        if self._armed and not self.received:
+            signal.signal(self.sig, self._outer if self._outer is not None else signal.SIG_DFL)
+            self._armed = False
+
     def install(self) -> None:
         """Install the handler (Lightning installs its own at fit start, so this runs after)."""
         if self._installed:
@@ -84,12 +114,17 @@ class PreemptionCallback(Callback):
         self._installed = True
 
     def uninstall(self) -> None:
-        """Put back the handler that was there before."""
+        """Put back the handler that was there before (this one stays after a signal, until exit)."""
         if self._installed:
-            signal.signal(self.sig, self._previous if self._previous is not None else signal.SIG_DFL)
+            kept = self._handler if self.received else self._previous
+            signal.signal(self.sig, kept if kept is not None else signal.SIG_DFL)
             self._installed = False
 
     # -- Lightning hooks ------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.arm()  # before Lightning's own handler, which then keeps it as the one to restore
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_step = trainer.global_step
         self._launcher = getattr(trainer.strategy, "launcher", None)
@@ -131,10 +166,13 @@ class PreemptionCallback(Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.uninstall()
+        self.disarm()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # The checkpoint is durable (awaited in on_train_batch_end) and every rank stopped at the
         # same step, so each rank ends here with the requeue code, as NeMo's callback ends its process.
+        if stage == "fit":
+            self.disarm()
         if stage == "fit" and self.preempted and self.exit_on_preemption:
             if trainer.is_global_zero:
                 requeue_slurm_job()
