@@ -36,6 +36,9 @@ class CheckpointConfig:
         help="fsspec options for a remote dirpath (endpoint_url, key, secret, ...); never saved to the run dir",
         factory=dict,
     )
+    storage_timeout: Optional[float] = doc(
+        None, "seconds one remote storage call may take before it fails (null: $EXPCONF_STORAGE_TIMEOUT or 600)"
+    )
 
     def validate(self, prefix: str = "log.ckpt") -> None:
         """Check choices and ranges; raises ConfigError."""
@@ -46,6 +49,8 @@ class CheckpointConfig:
             require(v is None or v >= 1, f"{prefix}.{key}", v, "null or an integer >= 1")
         t = self.train_time_interval
         require(t is None or t > 0, f"{prefix}.train_time_interval", t, "null or a number of seconds > 0")
+        s = self.storage_timeout
+        require(s is None or 0 < s < float("inf"), f"{prefix}.storage_timeout", s, "null or a number of seconds > 0")
         triggers = [k for k in ("every_n_train_steps", "every_n_epochs", "train_time_interval") if getattr(self, k)]
         require(
             len(triggers) <= 1,

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from expconf.checkpoint.archive import write_archive
 from expconf.errors import ConfigError
-from expconf.storage import S3_RETRIES, Storage, is_remote, s3_options
+from expconf.storage import (
+    S3_CONNECT_TIMEOUT_S,
+    S3_READ_TIMEOUT_S,
+    S3_RETRIES,
+    Storage,
+    is_remote,
+    process_umask,
+    s3_options,
+)
 
 
 def test_is_remote() -> None:
@@ -50,8 +63,12 @@ def test_s3_defaults_fill_gaps_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
     monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
     opts = s3_options({"key": "k"})
-    assert opts == {"key": "k", "use_listings_cache": False, "config_kwargs": {"retries": S3_RETRIES}}
-    mine = {"use_listings_cache": True, "config_kwargs": {"retries": {"max_attempts": 9}, "read_timeout": 60}}
+    timeouts = {"connect_timeout": S3_CONNECT_TIMEOUT_S, "read_timeout": S3_READ_TIMEOUT_S}
+    assert opts == {"key": "k", "use_listings_cache": False, "config_kwargs": {"retries": S3_RETRIES, **timeouts}}
+    mine = {
+        "use_listings_cache": True,
+        "config_kwargs": {"retries": {"max_attempts": 9}, "read_timeout": 5, "connect_timeout": 2},
+    }
     assert s3_options(mine) == mine
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "7")
     assert "retries" not in s3_options({})["config_kwargs"]
@@ -95,3 +112,34 @@ def test_unreachable_location_is_one_config_error_without_secrets(monkeypatch: p
 
 def test_local_check_reachable_is_a_no_op(tmp_path: Path) -> None:
     Storage(tmp_path / "does-not-exist-yet").check_reachable()
+
+
+@pytest.fixture(params=[0o022, 0o002])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_process_umask_reads_the_umask(umask: int) -> None:
+    assert process_umask() == umask
+
+
+def test_checkpoints_copies_and_archives_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    """Teammates sharing a folder read each other's checkpoints as they read torch.save's files."""
+    storage = Storage(tmp_path / "ck")
+    storage.write_atomic("a.ckpt", lambda f: torch.save({"w": torch.zeros(2)}, f))
+    storage.write_bytes_atomic("a.ckpt.meta.json", b"{}")
+    storage.copy("a.ckpt", "a-last.ckpt")
+    write_archive(storage, "model.nemo", torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).state_dict())
+    torch.save({}, tmp_path / "reference.pt")
+    expected = 0o666 & ~umask
+    assert mode(tmp_path / "reference.pt") == expected  # what torch.save does
+    for name in ("a.ckpt", "a.ckpt.meta.json", "a-last.ckpt", "model.nemo"):
+        assert mode(tmp_path / "ck" / name) == expected, name
