@@ -24,9 +24,6 @@ from expconf.errors import ConfigError
 S3_RETRIES = {"max_attempts": 3, "mode": "standard"}
 #: s3fs's own retry loop around each call (its default is 5, on top of botocore's attempts).
 S3FS_RETRIES = 3
-#: botocore socket timeouts for s3:// (seconds) when storage_options.config_kwargs sets none.
-S3_CONNECT_TIMEOUT_S = 10
-S3_READ_TIMEOUT_S = 60
 
 
 def is_remote(url: str | os.PathLike[str]) -> bool:
@@ -43,9 +40,6 @@ def s3_options(options: dict[str, Any]) -> dict[str, Any]:
     config = dict(opts.get("config_kwargs") or {})
     if "retries" not in config and not ({"AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"} & set(os.environ)):
         config["retries"] = dict(S3_RETRIES)
-    # A dead endpoint fails a connection in seconds; every call also has an overall deadline.
-    config.setdefault("connect_timeout", S3_CONNECT_TIMEOUT_S)
-    config.setdefault("read_timeout", S3_READ_TIMEOUT_S)
     opts["config_kwargs"] = config
     return opts
 

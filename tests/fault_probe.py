@@ -146,3 +146,22 @@ class TouchAt(Callback):
     ) -> None:
         if trainer.global_step == self.step:
             self.path.touch()
+
+
+class HoldAt(Callback):
+    """Right after optimizer step ``step`` completes, creates ``path`` and then sleeps until the
+    process is killed: a live run that holds its run dir for as long as a test needs."""
+
+    def __init__(self, path: str, step: int) -> None:
+        self.path = Path(path)
+        self.step = step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            import time
+
+            self.path.touch()
+            while True:
+                time.sleep(60)

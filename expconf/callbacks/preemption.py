@@ -30,10 +30,12 @@ class PreemptionCallback(Callback):
     after the stop (``exit_on_preemption``); under ``expconf.train`` once ``fit`` has returned. A second signal (more than a second after the first) is
     re-delivered with the default action, so the process terminates: it is never swallowed.
 
-    :meth:`arm` (called by the builder, and at the latest in ``setup``) installs the handler
-    before fit, so a signal during the build is honoured at the end of the first step; after a
-    signal the handler stays installed until the process exits, so copies of it that arrive
-    while the run exits are still counted as one.
+    :meth:`arm` (called by ``expconf.train`` before it sets the run up, at the latest in
+    ``setup``) installs the handler before fit, so a signal that arrives earlier (recorded by
+    :mod:`expconf.early_signal` while the run is built) is honoured at the end of the first step.
+    With ``keep_after_signal`` (set by ``expconf.train``, which exits once fit returns) the
+    handler stays installed after a signal until the process exits, so copies of it that arrive
+    while the run exits still count as one; otherwise the earlier handler is back after fit.
     """
 
     def __init__(self, sig: int | str | None = None, exit_on_preemption: bool = True) -> None:
@@ -48,6 +50,7 @@ class PreemptionCallback(Callback):
         self._installed = False
         self._outer: Any = None  # the handler before arm()
         self._armed = False
+        self.keep_after_signal = False
         self._last_step = -1
         self._launcher: Any = None
 
@@ -101,10 +104,13 @@ class PreemptionCallback(Callback):
                 self.received, self._received_at = True, received_at
 
     def disarm(self) -> None:
-        """Put back the handler found by :meth:`arm`, unless a signal arrived (then keep counting copies)."""
-        if self._armed and not self.received:
+        """Put back the handler found by :meth:`arm` (kept after a signal with ``keep_after_signal``)."""
+        if self._armed and not self._keeps():
             signal.signal(self.sig, self._outer if self._outer is not None else signal.SIG_DFL)
             self._armed = False
+
+    def _keeps(self) -> bool:
+        return self.received and self.keep_after_signal
 
     def install(self) -> None:
         """Install the handler (Lightning installs its own at fit start, so this runs after)."""
@@ -114,9 +120,9 @@ class PreemptionCallback(Callback):
         self._installed = True
 
     def uninstall(self) -> None:
-        """Put back the handler that was there before (this one stays after a signal, until exit)."""
+        """Put back the handler that was there before (kept after a signal with ``keep_after_signal``)."""
         if self._installed:
-            kept = self._handler if self.received else self._previous
+            kept = self._handler if self._keeps() else self._previous
             signal.signal(self.sig, kept if kept is not None else signal.SIG_DFL)
             self._installed = False
 

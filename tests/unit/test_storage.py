@@ -14,15 +14,7 @@ import torch
 
 from expconf.checkpoint.archive import write_archive
 from expconf.errors import ConfigError
-from expconf.storage import (
-    S3_CONNECT_TIMEOUT_S,
-    S3_READ_TIMEOUT_S,
-    S3_RETRIES,
-    Storage,
-    is_remote,
-    process_umask,
-    s3_options,
-)
+from expconf.storage import S3_RETRIES, Storage, is_remote, process_umask, s3_options
 
 
 def test_is_remote() -> None:
@@ -63,12 +55,8 @@ def test_s3_defaults_fill_gaps_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
     monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
     opts = s3_options({"key": "k"})
-    timeouts = {"connect_timeout": S3_CONNECT_TIMEOUT_S, "read_timeout": S3_READ_TIMEOUT_S}
-    assert opts == {"key": "k", "use_listings_cache": False, "config_kwargs": {"retries": S3_RETRIES, **timeouts}}
-    mine = {
-        "use_listings_cache": True,
-        "config_kwargs": {"retries": {"max_attempts": 9}, "read_timeout": 5, "connect_timeout": 2},
-    }
+    assert opts == {"key": "k", "use_listings_cache": False, "config_kwargs": {"retries": S3_RETRIES}}
+    mine = {"use_listings_cache": True, "config_kwargs": {"retries": {"max_attempts": 9}, "read_timeout": 60}}
     assert s3_options(mine) == mine
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "7")
     assert "retries" not in s3_options({})["config_kwargs"]
@@ -143,3 +131,14 @@ def test_checkpoints_copies_and_archives_follow_the_umask(tmp_path: Path, umask:
     assert mode(tmp_path / "reference.pt") == expected  # what torch.save does
     for name in ("a.ckpt", "a.ckpt.meta.json", "a-last.ckpt", "model.nemo"):
         assert mode(tmp_path / "ck" / name) == expected, name
+
+
+def test_the_ddp_child_config_stays_private(umask: int) -> None:
+    from expconf import launch
+
+    launch.keep_child_config({"seed": 1})
+    try:
+        path = Path(launch.write_child_config(1))
+        assert mode(path) == 0o600 and mode(path.parent) == 0o700
+    finally:
+        launch.forget_child_config()
