@@ -8,8 +8,10 @@ short so the runs end soon, and the subprocess timeouts are generous.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from helpers import cli_env as base_env
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
 
-def run(args: list[str], cwd: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
+def env_for(endpoint: str) -> dict[str, str]:
     env = {k: v for k, v in base_env().items() if not k.startswith("AWS_")}
     env.update(
         AWS_ACCESS_KEY_ID=ACCESS_KEY,
@@ -32,10 +34,14 @@ def run(args: list[str], cwd: Path, endpoint: str) -> subprocess.CompletedProces
         EXPCONF_ALLOWED_TARGETS="fault_probe.*",
         PYTHONPATH=str(REPO / "tests"),
     )
+    return env
+
+
+def run(args: list[str], cwd: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "expconf.train", *TINY, *args],
         cwd=cwd,
-        env=env,
+        env=env_for(endpoint),
         capture_output=True,
         text=True,
         timeout=600,
@@ -64,23 +70,37 @@ def test_save_to_a_server_gone_silent_fails_in_one_line_keeping_the_previous_che
     silence = tmp_path / "silence"
     host, port = s3_server.endpoint.removeprefix("http://").split(":")
     prefix = f"{s3_bucket}/ck"
+    args = [
+        f"log.ckpt.dirpath=s3://{prefix}",
+        "log.ckpt.every_n_train_steps=2",
+        "log.ckpt.storage_timeout=3",
+        "trainer.max_steps=8",
+        f"callbacks.extra=[{{_target_:fault_probe.TouchAt,path:'{silence}',step:3}}]",
+    ]
     with SilentServer(upstream=(host, int(port)), silence_file=silence) as proxy:
-        # Saves at steps 2 and 4; the server goes silent after step 3, so step 4's save hangs.
-        proc = run(
-            [
-                f"log.ckpt.dirpath=s3://{prefix}",
-                "log.ckpt.every_n_train_steps=2",
-                "log.ckpt.storage_timeout=3",
-                "trainer.max_steps=8",
-                f"callbacks.extra=[{{_target_:fault_probe.TouchAt,path:'{silence}',step:3}}]",
-            ],
-            tmp_path,
-            proxy.endpoint,
+        # Saves at steps 2 and 4; the server goes silent after step 3, so step 4's save hangs,
+        # and a preemption signal arrives meanwhile: it must not wait behind the hung call.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "expconf.train", *TINY, *args],
+            cwd=tmp_path,
+            env=env_for(proxy.endpoint),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    [line] = error_lines(proc.stderr)
+        try:
+            while not silence.exists() and proc.poll() is None:  # a wait, not a timing assertion
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 1, stderr[-3000:]
+    [line] = error_lines(stderr)
     assert "checkpoint write failed" in line and "no answer within 3 s" in line, line
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in stderr
     fs = s3_server.client()
     names = {p.rsplit("/", 1)[-1] for p in fs.ls(prefix, detail=False, refresh=True)}
     complete = sorted(n for n in names if f"{n}.meta.json" in names)
