@@ -9,8 +9,10 @@ from typing import Any
 
 from expconf import decisions, launch
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
-from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX
+from expconf.checkpoint.naming import is_end, is_last
+from expconf.config.resume import check_one_source
 from expconf.errors import IncompleteCheckpointError, NotFoundError, TrainingCompletedError
+from expconf.rundir import resume_dir
 from expconf.storage import Storage
 
 log = logging.getLogger("expconf")
@@ -43,20 +45,6 @@ class RestoreConfig:
                 "RestoreConfig load_optim_state=True: expconf restores optimizer state only together with "
                 "the loop state; use AutoResume(resume_from_path=...) to resume a run"
             )
-
-
-def _stem(name: str) -> str:
-    return name[: -len(".ckpt")] if name.endswith(".ckpt") else name
-
-
-def is_last(name: str) -> bool:
-    """Whether a checkpoint name (file or folder) ends in ``-last``."""
-    return _stem(name).endswith(LAST_SUFFIX)
-
-
-def is_end(name: str) -> bool:
-    """Whether a checkpoint name (file or folder) ends in ``-end``."""
-    return _stem(name).endswith(END_SUFFIX)
 
 
 @dataclass
@@ -131,10 +119,9 @@ class AutoResume:
         dirpath = _alias("dirpath", dirpath, "resume_from_directory", resume_from_directory)
         if import_path and restore_config is not None:
             raise ValueError("AutoResume: import_path and restore_config are the same setting (give one)")
-        if path and (import_path or restore_config is not None):
-            raise ValueError("AutoResume: path and import_path are mutually exclusive (pick one)")
         if restore_config is None and import_path:
             restore_config = RestoreConfig(path=import_path)
+        check_one_source("AutoResume.", path, restore_config.path if restore_config is not None else None)
         self.path = path
         self.dirpath = dirpath
         self.restore_config = restore_config
@@ -157,11 +144,7 @@ class AutoResume:
         """Where resume_if_exists looks: dirpath, else the checkpoint callback's dirpath, else run dir."""
         ckpt = getattr(trainer, "checkpoint_callback", None)
         options = dict(getattr(ckpt, "storage_options", {}) or {})
-        if self.dirpath:
-            return self.dirpath, options
-        if ckpt is not None and getattr(ckpt, "dirpath", None):
-            return str(ckpt.dirpath), options
-        return f"{trainer.default_root_dir}/checkpoints", options
+        return resume_dir(trainer.default_root_dir, getattr(ckpt, "dirpath", None), self.dirpath), options
 
     def setup(self, trainer: Any, model: Any = None) -> str | None:
         """Decide (once, shared by all ranks) what this run resumes from; set and return

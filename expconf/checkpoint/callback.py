@@ -26,36 +26,18 @@ from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
+from expconf.config.ckpt import check_checkpoint_arguments
+from expconf.errors import ConfigError
+from expconf.lightning_internals import dump_checkpoint
+from expconf.rundir import checkpoint_dir
 from expconf.sharded_ckpt import ShardedCheckpoints, full_model_state, shard_state
 from expconf.storage import Storage, is_remote
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointArgumentError(MisconfigurationException, ValueError):
-    """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type)."""
-
-
-def _check_arguments(
-    mode: str,
-    save_top_k: int,
-    every_n_train_steps: int | None,
-    every_n_epochs: int | None,
-    train_time_interval: timedelta | float | None,
-) -> None:
-    if mode not in ("min", "max"):
-        raise CheckpointArgumentError(f"ModelCheckpoint: `mode` can be 'min' or 'max' but got {mode}")
-    if save_top_k < -1:
-        raise CheckpointArgumentError(f"ModelCheckpoint save_top_k={save_top_k}: Must be >= -1")
-    for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
-        if n is not None and n < 0:
-            raise CheckpointArgumentError(f"ModelCheckpoint {key}={n}: Must be >= 0")
-    given = [n for n in (every_n_train_steps, every_n_epochs, train_time_interval) if n]
-    if len(given) > 1:
-        raise CheckpointArgumentError(
-            "ModelCheckpoint: Combination of parameters every_n_train_steps, every_n_epochs and "
-            "train_time_interval should be mutually exclusive (set one)"
-        )
+class CheckpointArgumentError(ConfigError, MisconfigurationException):
+    """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type and wording)."""
 
 
 class ModelCheckpoint(Checkpoint):
@@ -100,7 +82,19 @@ class ModelCheckpoint(Checkpoint):
         save_context_on_train_end: bool = False,
         storage_timeout: float | None = None,
     ) -> None:
-        _check_arguments(mode, save_top_k, every_n_train_steps, every_n_epochs, train_time_interval)
+        try:
+            check_checkpoint_arguments(
+                "ModelCheckpoint.",
+                mode=mode,
+                save_top_k=save_top_k,
+                every_n_train_steps=every_n_train_steps,
+                every_n_epochs=every_n_epochs,
+                train_time_interval=train_time_interval,
+                storage_timeout=storage_timeout,
+                lightning_wording=True,
+            )
+        except ConfigError as e:
+            raise CheckpointArgumentError(e.key, e.value, e.expected, e.hint, message=str(e)) from None
         if dirpath is not None and not is_remote(str(dirpath)):
             dirpath = os.path.realpath(os.path.expanduser(str(dirpath)))  # as Lightning: ~ and relative paths
         self.dirpath = dirpath
@@ -153,10 +147,7 @@ class ModelCheckpoint(Checkpoint):
 
     def resolved_dirpath(self, trainer: pl.Trainer | None = None) -> str:
         """The checkpoint folder: dirpath, else the trainer's default_root_dir/checkpoints."""
-        if self.dirpath:
-            return str(self.dirpath)
-        root = trainer.default_root_dir if trainer is not None else "."
-        return f"{root}/checkpoints"
+        return checkpoint_dir(trainer.default_root_dir if trainer is not None else ".", self.dirpath)
 
     def get_storage(self, trainer: pl.Trainer | None = None) -> Storage:
         """The Storage of the checkpoint folder."""
@@ -211,7 +202,7 @@ class ModelCheckpoint(Checkpoint):
             # The '-end' checkpoint keeps the loop state of this moment, the point every other save
             # uses: Lightning's loops advance their counters once more before on_train_end, and a
             # run resumed past the end from such a state would replay or skip a step.
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            checkpoint = dump_checkpoint(trainer, self.save_weights_only)
             states = rng.gather(trainer)
             # Only rank 0 writes; a CPU copy keeps the state of this moment until on_train_end.
             kept = stage(checkpoint) if trainer.is_global_zero or self.sharded else {}
@@ -298,7 +289,7 @@ class ModelCheckpoint(Checkpoint):
         metrics = self.metrics(trainer)
         template = self.filename or default_template(self.name, self.monitor)
         base = format_checkpoint_name(template, metrics, self.auto_insert_metric_name)
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+        checkpoint = dump_checkpoint(trainer, self.save_weights_only)
         checkpoint["expconf_rng"] = {"per_rank": [rng.capture()]}
         checkpoint["expconf"] = {"kind": "exception", "global_step": metrics["step"]}
         storage = self.get_storage(trainer)
@@ -357,7 +348,7 @@ class ModelCheckpoint(Checkpoint):
         if end and self._final is not None and self._final[0] == step:
             _, checkpoint, states = self._final
         else:
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            checkpoint = dump_checkpoint(trainer, self.save_weights_only)
             states = rng.gather(trainer)
         shards = shard_state(checkpoint) if self.sharded else {}
         if self.sharded and (self.always_save_nemo or (end and self.save_nemo_on_train_end)):

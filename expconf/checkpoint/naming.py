@@ -10,6 +10,20 @@ END_SUFFIX = "-end"
 _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
 
+def _stem(name: str) -> str:
+    return name[: -len(".ckpt")] if name.endswith(".ckpt") else name
+
+
+def is_last(name: str) -> bool:
+    """Whether a checkpoint name (file or folder) ends in ``-last``."""
+    return _stem(name).endswith(LAST_SUFFIX)
+
+
+def is_end(name: str) -> bool:
+    """Whether a checkpoint name (file or folder) ends in ``-end``."""
+    return _stem(name).endswith(END_SUFFIX)
+
+
 def default_template(name: str, monitor: str | None) -> str:
     """``<name>--{<monitor>:.4f}-{epoch}-{step}`` (without the metric when nothing is monitored)."""
     if monitor:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from expconf.errors import ConfigError
+from expconf.storage import is_remote
 
 
 def doc(default: Any = dataclasses.MISSING, help: str = "", factory: Callable[[], Any] | None = None) -> Any:
@@ -40,13 +41,9 @@ def check_positive_or_none(key: str, value: Any) -> None:
     require(value is None or value > 0, key, value, "a positive number or null")
 
 
-def is_remote(path: str) -> bool:
-    """True for URLs with a scheme other than ``file://`` (checked by reachability, not here)."""
-    return "://" in path and not path.startswith("file://")
-
-
 def check_local_path(key: str, path: str | None, expected: str, *, kind: str = "any") -> None:
-    """Raise unless local ``path`` exists (``kind``: any, file or dir); None and remote URLs pass."""
+    """Raise unless local ``path`` exists (``kind``: any, file or dir); None and remote URLs pass
+    (those are probed for reachability by :func:`expconf.storage.check_remote`)."""
     import os
 
     if path is None or is_remote(path):

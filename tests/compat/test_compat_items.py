@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,31 @@ def test_item08_every_lightning_and_nemo_keyword_is_accepted() -> None:
         expconf.AutoResume(path="a.ckpt", resume_from_path="b.ckpt")
 
 
+@pytest.mark.parametrize(
+    ("arguments", "lightnings_pattern"),
+    [
+        ({"save_top_k": -2}, r".*Must be >= -1"),
+        ({"every_n_epochs": -1}, r".*Must be >= 0"),
+        ({"every_n_train_steps": -1}, r".*Must be >= 0"),
+        ({"mode": "unknown_option"}, r"`mode` can be .* but got unknown_option"),
+        ({"every_n_train_steps": 1, "every_n_epochs": 2}, r".*Combination of parameters every_n_train_steps"),
+        (
+            {"train_time_interval": timedelta(minutes=1), "every_n_epochs": 2},
+            r".*Combination of parameters every_n_train_steps",
+        ),
+    ],
+)
+def test_item08_argument_errors_keep_lightnings_type_and_wording(
+    arguments: dict[str, object], lightnings_pattern: str
+) -> None:
+    """The patterns Lightning's own ModelCheckpoint tests match (test_invalid_top_k, ...)."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    with pytest.raises(MisconfigurationException, match=lightnings_pattern) as info:
+        expconf.ModelCheckpoint(**arguments)  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError)
+
+
 def test_item08_save_on_exception_writes_a_resumable_checkpoint(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -177,8 +203,6 @@ def test_item08_save_on_exception_writes_a_resumable_checkpoint(
 
 
 def test_item08_version_counter_time_interval_and_epoch_end_saves(tmp_path: Path) -> None:
-    from datetime import timedelta
-
     # A file name without the step is taken at the second save: -v1 instead of overwriting.
     counted = expconf.ModelCheckpoint(
         dirpath=str(tmp_path / "v"), filename="fixed", monitor=None, save_top_k=-1, save_last=False
