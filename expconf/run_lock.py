@@ -204,9 +204,9 @@ class RunLocks:
 
     def acquire(self, log: Any, resume_if_exists: bool) -> None:
         """Lock what ``log`` (a NeMoLogger) will write; a new, clock-named run dir needs no lock."""
-        from expconf import launch
+        from expconf.distributed.ranks import global_rank
 
-        if launch.global_rank() != 0:
+        if global_rank() != 0:
             return
         folders = []
         planned = log.planned_run_dir(resume_if_exists)

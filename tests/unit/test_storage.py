@@ -185,11 +185,8 @@ def test_checkpoints_copies_and_archives_follow_the_umask(tmp_path: Path, umask:
 
 
 def test_the_ddp_child_config_stays_private(umask: int) -> None:
-    from expconf import launch
+    from expconf.distributed.handoff import ChildJob, JobHandoff
 
-    launch.keep_child_config({"seed": 1})
-    try:
-        path = Path(launch.write_child_config(1))
+    with JobHandoff(ChildJob({"seed": 1}, "expconf.config.model.GPTModelConfig")) as handoff:
+        path = Path(handoff.write_for(1))
         assert mode(path) == 0o600 and mode(path.parent) == 0o700
-    finally:
-        launch.forget_child_config()
