@@ -3,8 +3,10 @@
 A checkpoint ``X.ckpt`` (a file, or a folder for other writers) is *complete* only when its
 marker ``X.ckpt.meta.json`` exists. The marker is written after every byte of the checkpoint
 is durable, so a crash at any instant leaves either a complete checkpoint or an incomplete
-one that is never loaded. Scores and steps are read from the marker, never parsed back out of
-file names.
+one that is never loaded. Scores, steps and the kind (top-k, ``-last``, ``-end``) are read from the
+marker, never parsed back out of file names. The marker also records the file's size and CRC-32,
+so that a checkpoint damaged after it was completed (truncated, overwritten) is recognised
+before resume loads it (:func:`verify`).
 
 A folder may be shared with other tools (a Lightning ``ModelCheckpoint``, a user's copies), so
 only what is provably expconf's is ever removed: its temporary files, orphan markers, and
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,7 +49,8 @@ class CheckpointMeta:
     score: float | None = None
     consumed_samples: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    size_bytes: int = 0
+    size_bytes: int = 0  # 0: not recorded (a folder, or a marker of an older expconf)
+    crc32: int | None = None  # of the file's bytes; None: not recorded
     created: float = field(default_factory=time.time)
     format: str = FORMAT
 
@@ -81,6 +86,20 @@ class Listing:
         """Complete checkpoints of the given kinds, oldest step first."""
         metas = [m for m in self.complete.values() if m.kind in kinds]
         return sorted(metas, key=lambda m: (m.global_step, m.created))
+
+
+def reserved_clash(template: str) -> str | None:
+    """What a checkpoint ``filename`` template shares with the names expconf reserves for its
+    ``-last`` / ``-end`` copies, temporary files and markers (None: nothing)."""
+    from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX
+
+    stem = template[: -len(CKPT_SUFFIX)] if template.endswith(CKPT_SUFFIX) else template
+    if TMP_TAG in template:
+        return f"'{TMP_TAG}' marks temporary files"
+    for suffix in (LAST_SUFFIX, END_SUFFIX, MARKER_SUFFIX):
+        if stem.endswith(suffix):
+            return f"the ending '{suffix}' is expconf's own"
+    return None
 
 
 def is_checkpoint_name(name: str) -> bool:
@@ -159,6 +178,43 @@ def foreign_meta(name: str, content: dict[str, Any]) -> CheckpointMeta:
     return CheckpointMeta(
         name=name, global_step=int(content.get("global_step", 0)), epoch=int(content.get("epoch", 0)), kind=kind
     )
+
+
+def checkpoint_size(storage: Storage, name: str) -> int | None:
+    """The size in bytes of checkpoint file ``name``; None for a folder (a sharded checkpoint)."""
+    if storage.remote:
+        info = storage.fs.info(storage.path(name))
+        return None if info.get("type") == "directory" else int(info["size"])
+    path = storage.path(name)
+    return None if os.path.isdir(path) else os.path.getsize(path)
+
+
+def file_crc32(path: str) -> int:
+    """CRC-32 of a local file's bytes."""
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def verify(storage: Storage, meta: CheckpointMeta) -> str | None:
+    """Why checkpoint ``meta.name`` no longer matches its marker, or None when it does.
+
+    The size is compared wherever the marker records it; the CRC-32 only on a local disk (on an
+    object store it would mean downloading the checkpoint twice). Folders are not verified.
+    """
+    try:
+        size = checkpoint_size(storage, meta.name)
+    except FileNotFoundError:
+        return "it is gone"
+    if size is None:
+        return None
+    if meta.size_bytes and size != meta.size_bytes:
+        return f"it has {size} bytes, its marker records {meta.size_bytes}"
+    if meta.crc32 is not None and not storage.remote and file_crc32(storage.path(meta.name)) != meta.crc32:
+        return "its CRC-32 differs from the one its marker records"
+    return None
 
 
 def clean_incomplete(storage: Storage, listing: Listing, keep: set[str] | None = None) -> list[str]:
