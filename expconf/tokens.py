@@ -12,6 +12,7 @@ import os
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,11 @@ def content_hash(path: Path, root: Path) -> str:
 
     Remembered under ``root`` per file status (size, modification and change times, inode), so a
     file is read again only after something changed it; the change time (ctime) cannot be set
-    back, so a file rewritten with its old size and mtime is still read again.
+    back, so a file rewritten with its old size and mtime is still read again. A file changed in
+    the last seconds is not remembered: a clock tick is coarser than a nanosecond, so a second
+    write within the same tick would leave its status unchanged.
     """
+    now = time.time_ns()
     st = path.stat()
     status = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
     memo = root / "hashes" / hashlib.sha256(status.encode()).hexdigest()[:32]
@@ -112,6 +116,8 @@ def content_hash(path: Path, root: Path) -> str:
     with path.open("rb") as f:
         while chunk := f.read(1 << 22):
             digest.update(chunk)
+    if now - max(st.st_mtime_ns, st.st_ctime_ns) < 2_000_000_000:
+        return digest.hexdigest()
     memo.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=memo.parent, prefix=f".{memo.name}.tmp-")
     with os.fdopen(fd, "w") as out:
