@@ -1,4 +1,4 @@
-"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from (SPEC section 5)."""
+"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from expconf import decisions, launch
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan, verify
 from expconf.checkpoint.naming import is_end, is_last
 from expconf.config.resume import check_one_source
+from expconf.distributed import handoff
 from expconf.errors import IncompleteCheckpointError, NotFoundError, TrainingCompletedError
 from expconf.rundir import resume_dir
 from expconf.storage import Storage
@@ -68,7 +68,8 @@ def _newest_first(metas: list[CheckpointMeta]) -> list[CheckpointMeta]:
 
 
 def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
-    """Pick the checkpoint to resume from in one folder; raises for the error rows.
+    """Pick the checkpoint to resume from in one folder (the table of docs/run-dir-checkpoints-resume.md
+    and the order of docs/fault-tolerance.md); raises for the error rows.
 
     1. A complete ``-end`` checkpoint and not ``resume_past_end``: training completed (error).
     2. The newest ``-last`` checkpoint (with ``resume_past_end`` also ``-end``) that verifies.
@@ -139,7 +140,7 @@ def _why_fallback(chosen: CheckpointMeta, rejected: list[str]) -> str:
 
 
 class AutoResume:
-    """NeMo 2.0's AutoResume with the same keyword arguments and the fixes of SPEC section 5.
+    """NeMo 2.0's AutoResume with the same keyword arguments; its differences are in docs/migration.md.
 
     ``resume_from_path`` / ``resume_from_directory`` are NeMo's current names of ``path`` /
     ``dirpath``; ``import_path`` is the older spelling of ``restore_config=RestoreConfig(path)``.
@@ -198,9 +199,9 @@ class AutoResume:
         """
         if self.restore_config is not None and model is None:
             raise ValueError("AutoResume restore_config/import_path needs the model passed to setup()")
-        chosen = decisions.agree(launch.RESUME_ENV, lambda: self._decide(trainer) or launch.NO_CHECKPOINT)
-        decisions.scope_of(trainer, launch.RESUME_ENV)
-        self.ckpt_path = None if chosen == launch.NO_CHECKPOINT else chosen
+        chosen = handoff.agree(handoff.RESUME_ENV, lambda: self._decide(trainer) or handoff.NO_CHECKPOINT)
+        handoff.scope_of(trainer, handoff.RESUME_ENV)
+        self.ckpt_path = None if chosen == handoff.NO_CHECKPOINT else chosen
         if self.ckpt_path is None:
             if self.restore_config is not None and self.restore_config.load_model_state:
                 load_weights(model, self.restore_config.path)
