@@ -4,9 +4,10 @@ A checkpoint ``X.ckpt`` (a file, or a folder for other writers) is *complete* on
 marker ``X.ckpt.meta.json`` exists. The marker is written after every byte of the checkpoint
 is durable, so a crash at any instant leaves either a complete checkpoint or an incomplete
 one that is never loaded. Scores, steps and the kind (top-k, ``-last``, ``-end``) are read from the
-marker, never parsed back out of file names. The marker also records the file's size and CRC-32,
-so that a checkpoint damaged after it was completed (truncated, overwritten) is recognised
-before resume loads it (:func:`verify`).
+marker, never parsed back out of file names. The marker also records the file's size, which
+together with the CRC-32 that ``torch.save`` stores for every record of the file lets resume
+recognise a checkpoint damaged after it was completed (truncated, overwritten) before it loads
+it (:func:`verify`).
 
 A folder may be shared with other tools (a Lightning ``ModelCheckpoint``, a user's copies), so
 only what is provably expconf's is ever removed: its temporary files, orphan markers, and
@@ -21,7 +22,6 @@ import json
 import logging
 import os
 import time
-import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,7 +50,6 @@ class CheckpointMeta:
     consumed_samples: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     size_bytes: int = 0  # 0: not recorded (a folder, or a marker of an older expconf)
-    crc32: int | None = None  # of the file's bytes; None: not recorded
     created: float = field(default_factory=time.time)
     format: str = FORMAT
 
@@ -189,32 +188,47 @@ def checkpoint_size(storage: Storage, name: str) -> int | None:
     return None if os.path.isdir(path) else os.path.getsize(path)
 
 
-def file_crc32(path: str) -> int:
-    """CRC-32 of a local file's bytes."""
-    crc = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
-    return crc
+def bad_record(path: str) -> str | None:
+    """The first record of local checkpoint file ``path`` (a ``torch.save`` zip archive) whose bytes
+    no longer match the CRC-32 stored for it, or why the archive cannot be read; None when all match.
+    Records stored without a CRC (``torch.serialization.set_crc32_options(False)``: 0) pass."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0:
+                    continue
+                try:
+                    with archive.open(info) as f:
+                        while f.read(1 << 22):
+                            pass
+                except zipfile.BadZipFile:
+                    return f"its record {info.filename} fails its CRC-32"
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f"it is not a readable torch.save archive ({e})"
+    return None
 
 
 def verify(storage: Storage, meta: CheckpointMeta) -> str | None:
-    """Why checkpoint ``meta.name`` no longer matches its marker, or None when it does.
+    """Why expconf's checkpoint ``meta.name`` no longer matches what was written, or None.
 
-    The size is compared wherever the marker records it; the CRC-32 only on a local disk (on an
-    object store it would mean downloading the checkpoint twice). Folders are not verified.
+    The size is compared with the marker's wherever the checkpoint lives; on a local disk the
+    file is also read once to check the CRC-32 of every record (on an object store that would
+    mean downloading it twice). Folders (sharded checkpoints) and checkpoints whose marker records
+    no size (another tool's, or an older expconf's) are not verified.
     """
+    if not meta.size_bytes:
+        return None
     try:
         size = checkpoint_size(storage, meta.name)
     except FileNotFoundError:
         return "it is gone"
     if size is None:
         return None
-    if meta.size_bytes and size != meta.size_bytes:
+    if size != meta.size_bytes:
         return f"it has {size} bytes, its marker records {meta.size_bytes}"
-    if meta.crc32 is not None and not storage.remote and file_crc32(storage.path(meta.name)) != meta.crc32:
-        return "its CRC-32 differs from the one its marker records"
-    return None
+    return None if storage.remote else bad_record(storage.path(meta.name))
 
 
 def clean_incomplete(storage: Storage, listing: Listing, keep: set[str] | None = None) -> list[str]:

@@ -12,7 +12,6 @@ import logging
 import queue
 import threading
 import weakref
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -73,47 +72,21 @@ def torch_save_to(payload: dict[str, Any]) -> Callable[[IO[bytes]], None]:
     return lambda f: torch.save(payload, f)
 
 
-class _Crc32Stream:
-    """A write-only file object that passes bytes on and keeps their CRC-32."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self.f = f
-        self.crc = 0
-
-    def write(self, data: Any) -> int:
-        self.crc = zlib.crc32(data, self.crc)
-        return self.f.write(data)
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
-def torch_save_checksummed(payload: dict[str, Any], meta: CheckpointMeta) -> Callable[[IO[bytes]], None]:
-    """Like :func:`torch_save_to`, and records the CRC-32 of the bytes written in ``meta``."""
-
-    def write(f: IO[bytes]) -> None:
-        stream = _Crc32Stream(f)
-        torch.save(payload, stream)  # type: ignore[arg-type]  # torch only calls write() and flush()
-        meta.crc32 = stream.crc
-
-    return write
-
-
 @dataclass
 class SavePlan:
     """The ordered steps of one save and the numbers it reports."""
 
     steps: list[Step] = field(default_factory=list)
     label: str = ""
-    #: Markers of the checkpoints this plan writes (a copy's marker takes its source's size and CRC).
+    #: Markers of the checkpoints this plan writes (a copy's marker takes its source's size).
     written: dict[str, CheckpointMeta] = field(default_factory=dict)
 
     def write(self, storage: Storage, name: str, payload: dict[str, Any], meta: CheckpointMeta) -> None:
-        """Write ``name`` then its marker (which records the size and CRC-32 of what was written)."""
+        """Write ``name`` then its marker (which records the size of what was written)."""
         self.written[name] = meta
 
         def run() -> None:
-            meta.size_bytes = storage.write_atomic(name, torch_save_checksummed(payload, meta))
+            meta.size_bytes = storage.write_atomic(name, torch_save_to(payload))
             storage.write_bytes_atomic(marker_name(name), meta.to_json())
 
         self.steps.append(run)
@@ -125,7 +98,7 @@ class SavePlan:
             storage.copy(src, dst)
             source = self.written.get(src)
             if source is not None:
-                meta.size_bytes, meta.crc32 = source.size_bytes, source.crc32
+                meta.size_bytes = source.size_bytes
             storage.write_bytes_atomic(marker_name(dst), meta.to_json())
 
         self.steps.append(run)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.meta import CheckpointMeta, reserved_clash, verify
@@ -14,31 +14,39 @@ from expconf.errors import ConfigError
 from expconf.storage import Storage
 
 
-def written(folder: Path, name: str, data: bytes) -> CheckpointMeta:
-    """A checkpoint file and the marker expconf's writer would give it."""
-    (folder / name).write_bytes(data)
-    return CheckpointMeta(name, 1, 0, "topk", size_bytes=len(data), crc32=zlib.crc32(data))
+def written(folder: Path, name: str) -> tuple[CheckpointMeta, bytes]:
+    """A checkpoint file as expconf's writer leaves it (a torch.save archive) and its marker."""
+    torch.save({"state_dict": {"w": torch.arange(1000.0)}, "global_step": 1}, folder / name)
+    data = (folder / name).read_bytes()
+    return CheckpointMeta(name, 1, 0, "topk", size_bytes=len(data)), data
 
 
-def test_verify_compares_size_and_crc32(tmp_path: Path) -> None:
+def test_verify_compares_the_size_and_the_records_crc32(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
-    meta = written(tmp_path, "a.ckpt", b"0123456789")
+    meta, data = written(tmp_path, "a.ckpt")
     assert verify(storage, meta) is None
-    (tmp_path / "a.ckpt").write_bytes(b"01234")
-    assert verify(storage, meta) == "it has 5 bytes, its marker records 10"
-    (tmp_path / "a.ckpt").write_bytes(b"0123456780")
-    assert verify(storage, meta) == "its CRC-32 differs from the one its marker records"
+    (tmp_path / "a.ckpt").write_bytes(data[:100])
+    assert verify(storage, meta) == f"it has 100 bytes, its marker records {len(data)}"
+    # Same size, one bit of the weights flipped: only the CRC-32 torch.save stored tells.
+    flipped = bytearray(data)
+    flipped[data.index(torch.arange(1000.0).numpy().tobytes()) + 17] ^= 1
+    (tmp_path / "a.ckpt").write_bytes(bytes(flipped))
+    assert verify(storage, meta) == "its record a/data/0 fails its CRC-32"
+    (tmp_path / "a.ckpt").write_bytes(b"\0" * len(data))
+    problem = verify(storage, meta)
+    assert problem is not None and problem.startswith("it is not a readable torch.save archive")
     (tmp_path / "a.ckpt").unlink()
     assert verify(storage, meta) == "it is gone"
 
 
 def test_verify_accepts_what_a_marker_does_not_record(tmp_path: Path) -> None:
-    # Markers of older expconf versions record neither; sharded checkpoints are folders.
+    # Markers of another tool's checkpoints (built from their content) and of older expconf
+    # '-last' copies record no size; sharded checkpoints are folders.
     storage = Storage(tmp_path)
     (tmp_path / "old.ckpt").write_bytes(b"whatever")
     assert verify(storage, CheckpointMeta("old.ckpt", 1, 0, "last")) is None
     (tmp_path / "sharded-last").mkdir()
-    assert verify(storage, CheckpointMeta("sharded-last", 1, 0, "last", size_bytes=5, crc32=1)) is None
+    assert verify(storage, CheckpointMeta("sharded-last", 1, 0, "last", size_bytes=5)) is None
 
 
 @pytest.mark.parametrize(

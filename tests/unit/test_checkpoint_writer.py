@@ -157,15 +157,12 @@ def test_wait_all_and_loading_wait_for_pending_saves(tmp_path: Path) -> None:
     writer.close()
 
 
-def test_markers_record_size_and_crc32_also_for_a_copy(tmp_path: Path) -> None:
-    import zlib
-
+def test_markers_record_the_size_also_for_a_copy(tmp_path: Path) -> None:
     storage = Storage(tmp_path)
     plan = SavePlan(label="a")
     plan.write(storage, "a.ckpt", {"x": torch.arange(100.0)}, meta("a.ckpt"))
     plan.copy(storage, "a.ckpt", "a-last.ckpt", meta("a-last.ckpt"))
     CheckpointWriter().submit(plan)
-    data = (tmp_path / "a.ckpt").read_bytes()
+    size = (tmp_path / "a.ckpt").stat().st_size
     for name in ("a.ckpt", "a-last.ckpt"):
-        marker = CheckpointMeta.from_json((tmp_path / marker_name(name)).read_bytes())
-        assert (marker.size_bytes, marker.crc32) == (len(data), zlib.crc32(data)), name
+        assert CheckpointMeta.from_json((tmp_path / marker_name(name)).read_bytes()).size_bytes == size, name

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,15 @@ from helpers import quiet_trainer
 
 def put(folder: Path, name: str, step: int, kind: str, *, marker: bool = True, mtime: float | None = None) -> Path:
     """A checkpoint file (or, for names without '.ckpt', a folder) with or without its marker; a
-    file's marker records its size and CRC-32, as expconf's writer does."""
+    file's marker records its size, as expconf's writer does."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     meta = CheckpointMeta(name, step, 0, kind)
-    if name.endswith(".ckpt"):
-        data = f"weights of step {step}".encode()
-        path.write_bytes(data)
-        meta.size_bytes, meta.crc32 = len(data), zlib.crc32(data)
+    if name.endswith(".ckpt") and not marker:
+        path.write_bytes(b"weights")  # cut off mid-write: not a readable checkpoint
+    elif name.endswith(".ckpt"):
+        torch.save({"state_dict": {"w": torch.full((64,), float(step))}, "global_step": step}, path)
+        meta.size_bytes = path.stat().st_size
     else:
         path.mkdir()
         (path / "shard0").write_bytes(b"weights")
@@ -233,8 +233,10 @@ def test_a_damaged_checkpoint_is_passed_over_with_a_warning(
     data = bad.read_bytes()
     if damage == "truncated":
         bad.write_bytes(data[:5])
-    else:  # same size, other bytes: only the CRC-32 tells
-        bad.write_bytes(bytes(b ^ 1 for b in data))
+    else:  # same size, other bytes: only the CRC-32 of its records tells
+        bad.write_bytes(
+            data.replace(torch.full((64,), 30.0).numpy().tobytes(), torch.full((64,), 31.0).numpy().tobytes())
+        )
     resume = AutoResume(resume_if_exists=True)
     with caplog.at_level("WARNING", logger="expconf"):
         assert choose(resume, trainer(tmp_path, folder), monkeypatch) == str(older_last)
@@ -249,7 +251,7 @@ def test_a_damaged_checkpoint_is_passed_over_with_a_warning(
 def test_only_damaged_checkpoints_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "c"
     bad = put(folder, "gpt--step=30-last.ckpt", 30, "last")
-    bad.write_bytes(b"cut")
+    bad.write_bytes(bad.read_bytes()[:3])
     resume = AutoResume(resume_if_exists=True, resume_ignore_no_checkpoint=True)
     with pytest.raises(IncompleteCheckpointError) as info:
         choose(resume, trainer(tmp_path, folder), monkeypatch)
