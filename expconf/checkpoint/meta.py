@@ -103,7 +103,13 @@ def reserved_clash(template: str) -> str | None:
 
 def is_checkpoint_name(name: str) -> bool:
     """Whether ``name`` looks like a checkpoint (file or folder) rather than a marker or temp file."""
-    return not name.endswith(MARKER_SUFFIX) and TMP_TAG not in name and not name.startswith(".")
+    return not name.endswith(MARKER_SUFFIX) and not is_temporary(name)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one of expconf's temporary files (``.<name>.tmp-<random>``); a checkpoint
+    whose own name contains ``.tmp-`` (an older run's template) is not one."""
+    return name.startswith(".") and TMP_TAG in name
 
 
 def scan(storage: Storage) -> Listing:
@@ -119,7 +125,7 @@ def scan(storage: Storage) -> Listing:
     removable: list[str] = []
     foreign: dict[str, CheckpointMeta] = {}
     for name in names:
-        if TMP_TAG in name:
+        if is_temporary(name):
             removable.append(name)
         elif name.endswith(MARKER_SUFFIX):
             target = name[: -len(MARKER_SUFFIX)]

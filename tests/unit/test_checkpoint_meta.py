@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from expconf.checkpoint.callback import ModelCheckpoint
-from expconf.checkpoint.meta import CheckpointMeta, reserved_clash, verify
+from expconf.checkpoint.meta import CheckpointMeta, marker_name, reserved_clash, scan, verify
 from expconf.config.ckpt import CheckpointConfig
 from expconf.errors import ConfigError
 from expconf.storage import Storage
@@ -73,3 +73,14 @@ def test_templates_with_reserved_names_are_refused_in_one_line(template: str) ->
     with pytest.raises(ValueError, match=r"filename=.* collides with reserved names") as python:
         ModelCheckpoint(filename=template)
     assert "\n" not in str(config.value) + str(python.value)
+
+
+def test_only_hidden_tmp_files_are_temporary(tmp_path: Path) -> None:
+    # A complete checkpoint of an older run whose template contained '.tmp-' is kept and counted.
+    storage = Storage(tmp_path)
+    meta, _ = written(tmp_path, "gpt.tmp-5.ckpt")
+    (tmp_path / marker_name("gpt.tmp-5.ckpt")).write_bytes(meta.to_json())
+    (tmp_path / ".gpt-6.ckpt.tmp-k2j3").write_bytes(b"cut off")
+    listing = scan(storage)
+    assert list(listing.complete) == ["gpt.tmp-5.ckpt"]
+    assert listing.removable == [".gpt-6.ckpt.tmp-k2j3"]
