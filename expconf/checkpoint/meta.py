@@ -194,10 +194,29 @@ def checkpoint_size(storage: Storage, name: str) -> int | None:
     return None if os.path.isdir(path) else os.path.getsize(path)
 
 
+# bad_record's answers in this process, by file status: a start checks the folder before the run
+# dir is touched and again when it resumes, and reads each checkpoint only once.
+_CHECKED: dict[tuple[str, int, int, int, int], str | None] = {}
+
+
 def bad_record(path: str) -> str | None:
     """The first record of local checkpoint file ``path`` (a ``torch.save`` zip archive) whose bytes
     no longer match the CRC-32 stored for it, or why the archive cannot be read; None when all match.
     Records stored without a CRC (``torch.serialization.set_crc32_options(False)``: 0) pass."""
+    now = time.time_ns()
+    st = os.stat(path)
+    status = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if status in _CHECKED:
+        return _CHECKED[status]
+    problem = _bad_record(path)
+    # A file changed in the last seconds is not remembered: file times tick coarser than their
+    # nanoseconds, so a rewrite within the same tick would leave its status unchanged.
+    if now - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000:
+        _CHECKED[status] = problem
+    return problem
+
+
+def _bad_record(path: str) -> str | None:
     import zipfile
 
     try:

@@ -1,6 +1,8 @@
 """Crash safety: ``kill -9`` of the whole process group at random instants, and during
 checkpoint writes, for 20+ rounds; every restart resumes from the newest complete checkpoint
-and the final weights equal those of a run that was never killed.
+and the final weights equal those of a run that was never killed. Shorter runs that kill
+themselves after a given step check which checkpoint the restart picks: one '-last' remains
+after several rounds, a damaged one is passed over, and without '-last' the newest top-k.
 
 Each round is a real process in its own process group, forked from this (already imported)
 test process so that a round costs the training, not the imports; it runs the CLI's own

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+import expconf.checkpoint.meta as meta_module
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.meta import CheckpointMeta, marker_name, reserved_clash, scan, verify
 from expconf.config.ckpt import CheckpointConfig
@@ -84,3 +86,18 @@ def test_only_hidden_tmp_files_are_temporary(tmp_path: Path) -> None:
     listing = scan(storage)
     assert list(listing.complete) == ["gpt.tmp-5.ckpt"]
     assert listing.removable == [".gpt-6.ckpt.tmp-k2j3"]
+
+
+def test_a_settled_file_is_read_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The check before the run dir is touched and the decision at setup both verify the choice.
+    written(tmp_path, "a.ckpt")
+    reads: list[str] = []
+    real = meta_module._bad_record
+    monkeypatch.setattr(meta_module, "_bad_record", lambda path: reads.append(path) or real(path))
+    path = str(tmp_path / "a.ckpt")
+    assert meta_module.bad_record(path) is None and meta_module.bad_record(path) is None
+    assert len(reads) == 2, "a file written a moment ago is read again"
+    later = time.time_ns() + 10_000_000_000
+    monkeypatch.setattr(meta_module.time, "time_ns", lambda: later)
+    assert meta_module.bad_record(path) is None and meta_module.bad_record(path) is None
+    assert len(reads) == 3
