@@ -21,6 +21,7 @@ import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import Checkpoint
 
+from expconf import deadline
 from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
@@ -79,6 +80,7 @@ class ModelCheckpoint(Checkpoint):
         save_optim_on_train_end: bool = True,
         always_save_context: bool = False,
         save_context_on_train_end: bool = False,
+        storage_timeout: float | None = None,
     ) -> None:
         try:
             check_checkpoint_arguments(
@@ -88,6 +90,8 @@ class ModelCheckpoint(Checkpoint):
                 every_n_train_steps=every_n_train_steps,
                 every_n_epochs=every_n_epochs,
                 train_time_interval=train_time_interval,
+                storage_timeout=storage_timeout,
+                filename=filename,
                 lightning_wording=True,
             )
         except ConfigError as e:
@@ -109,6 +113,7 @@ class ModelCheckpoint(Checkpoint):
         self.async_save = async_save
         self.save_weights_only = save_weights_only
         self.storage_options = dict(storage_options or {})
+        self.storage_timeout = storage_timeout  # see expconf.deadline
         self.auto_insert_metric_name = auto_insert_metric_name
         self.verbose = verbose
         self.save_on_exception = save_on_exception
@@ -128,6 +133,7 @@ class ModelCheckpoint(Checkpoint):
         self.last_model_path = ""
         self.protected: set[str] = set()  # the checkpoint this run resumed from
         self._taken: set[str] = set()  # names in the folder (rank 0): listed at setup, then this run's saves
+        self._stale_lasts: set[str] = set()  # complete '-last' checkpoints listed at setup (rank 0)
         self._last_saved_step = -1
         self.interrupted = False  # set by PreemptionCallback: no '-end' checkpoint then
         self._pending_rng: dict[str, Any] | None = None
@@ -157,6 +163,8 @@ class ModelCheckpoint(Checkpoint):
             return
         self._final = None
         self._last_time_checked = time.monotonic()
+        if self.storage_timeout is not None:
+            deadline.configure(self.storage_timeout)
         if getattr(trainer.strategy, "sharded_checkpoint", False) and self.sharded is None:
             self.sharded = ShardedCheckpoints(self.storage_options, self.async_save)
             self.sharded.setup()
@@ -176,6 +184,7 @@ class ModelCheckpoint(Checkpoint):
                     self.best_k_models[name] = meta.score
                     self._steps[name] = meta.global_step
             lasts = listing.by_kind("last")
+            self._stale_lasts = {m.name for m in lasts}
             if lasts:
                 self.last_model_path = storage.path(lasts[-1].name)
             self._update_best(storage)
@@ -293,8 +302,7 @@ class ModelCheckpoint(Checkpoint):
         if self.save_last:
             last = base + LAST_SUFFIX + CKPT_SUFFIX
             plan.copy(storage, name, last, self._meta(last, "last", metrics))
-            old = self.last_model_path.rsplit("/", 1)[-1] if self.last_model_path else ""
-            if old and old != last and old not in self.protected:
+            for old in self._replaced_lasts(last):
                 plan.delete(storage, old)
             self.last_model_path = storage.path(last)
         self.writer.submit(plan)
@@ -401,8 +409,7 @@ class ModelCheckpoint(Checkpoint):
                     payload["expconf"] = {"kind": "last", "global_step": metrics["step"]}
                     plan.write(storage, last, payload, meta(last, "last"))
                 self._taken.add(last)
-                old = self.last_model_path.rsplit("/", 1)[-1] if self.last_model_path else ""
-                if old and old != last and old not in self.protected:
+                for old in self._replaced_lasts(last):
                     plan.delete(storage, old)
                     self._taken.discard(old)
                 self.last_model_path = storage.path(last)
@@ -444,6 +451,15 @@ class ModelCheckpoint(Checkpoint):
                 plan.delete(storage, worst)
                 self._taken.discard(worst)
         return name
+
+    def _replaced_lasts(self, new: str) -> list[str]:
+        """The '-last' checkpoints that a save of ``new`` replaces, deleted once ``new`` is complete:
+        the previous one and every one listed at setup, the one resumed from included (it has been
+        loaded by then), so that one '-last' remains however often a run is killed and resumed."""
+        previous = {self.last_model_path.rsplit("/", 1)[-1]} if self.last_model_path else set()
+        replaced = sorted((previous | self._stale_lasts) - {new})
+        self._stale_lasts = set()
+        return replaced
 
     def _free_name(self, base: str, suffix: str, mine: str = "") -> str:
         """``base + suffix``, or with ``enable_version_counter`` ``base-v1 + suffix``, ... while that
