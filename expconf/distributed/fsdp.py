@@ -55,12 +55,12 @@ def build_on_meta(build: Callable[[], M]) -> M:
 
     Raises ConfigError (``trainer.fsdp.meta_init``) for a model whose initialisation cannot be replayed.
     """
-    from expconf.distributed.meta_init import build_deferred
+    from expconf.distributed.meta_init import CannotDefer, build_deferred
     from expconf.errors import ConfigError
 
     try:
         module, deferred = build_deferred(build)
-    except ValueError as e:
+    except CannotDefer as e:
         raise ConfigError(
             "trainer.fsdp.meta_init", True, "a model initialised in place", f"{e}; set it to false"
         ) from e

@@ -49,6 +49,10 @@ _TARGET = object()
 View = tuple[tuple[int, ...], tuple[int, ...], int]  # size, stride, storage offset
 
 
+class CannotDefer(ValueError):
+    """The model cannot be built on the meta device and initialised later (the message says why)."""
+
+
 @dataclass
 class _Op:
     """One recorded in-place op: replayed with the generator set to ``rng``."""
@@ -214,7 +218,7 @@ class DeferredInit:
                 continue
             self._plan[name] = (storage, (tuple(t.size()), tuple(t.stride()), int(t.storage_offset())))
         if problems:
-            raise ValueError(f"cannot build {type(module).__name__} on the meta device: {', '.join(problems[:3])}")
+            raise CannotDefer(f"cannot build {type(module).__name__} on the meta device: {', '.join(problems[:3])}")
 
     def materialize(self, module: nn.Module, device: torch.device, clean: Callable[[str], str] = str) -> None:
         """Allocate ``module``'s (sharded) tensors on ``device`` and give them their recorded values.
@@ -254,9 +258,15 @@ class DeferredInit:
 def build_deferred(build: Callable[[], T]) -> tuple[T, DeferredInit]:
     """``build()`` with its ``torch.empty`` tensors on the meta device, and how to initialise them later.
 
-    Raises ValueError naming a parameter whose initialisation cannot be replayed.
+    Raises :class:`CannotDefer` naming a parameter whose initialisation cannot be replayed, or when
+    the constructor needs the values of a meta tensor (``.item()``, copying one out).
     """
     recorder = _Recorder()
-    with _init_functions_as_ops(), recorder:
-        module = build()
+    try:
+        with _init_functions_as_ops(), recorder:
+            module = build()
+    except (RuntimeError, NotImplementedError) as e:
+        if "meta" not in str(e):
+            raise
+        raise CannotDefer(f"building the model on the meta device failed: {e}") from e
     return module, DeferredInit(module, recorder)

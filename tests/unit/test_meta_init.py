@@ -13,7 +13,7 @@ from torch import nn
 
 from expconf.config.model import GPTModelConfig
 from expconf.distributed.fsdp import DEFERRED_ATTR, build_on_meta
-from expconf.distributed.meta_init import build_deferred
+from expconf.distributed.meta_init import CannotDefer, build_deferred
 from expconf.errors import ConfigError
 from expconf.recipes.gpt_model import GPT
 
@@ -89,19 +89,41 @@ class AsksMeta(nn.Module):
             self.lin.weight.data.fill_(1.0)
 
 
+class ReadsValues(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.scale = float(self.lin.weight.detach().abs().max())
+
+
+class RefusesItsConfig(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        raise ConfigError("model.width", -1, "a positive number")
+
+
 @pytest.mark.parametrize(
     ("cls", "why"),
     [
-        (CopiedIn, r"lin\.weight \(copy_ writes it from another tensor\)"),
-        (OutOfPlace, r"w \(not initialised in place\)"),
-        (AsksMeta, r"lin\.weight \(its initialisation asks Tensor\.is_meta\)"),
+        (CopiedIn, r"cannot build CopiedIn on the meta device: lin\.weight \(copy_ writes it from another tensor\)"),
+        (OutOfPlace, r"cannot build OutOfPlace on the meta device: w \(not initialised in place\)"),
+        (
+            AsksMeta,
+            r"cannot build AsksMeta on the meta device: lin\.weight \(its initialisation asks Tensor\.is_meta\)",
+        ),
+        (ReadsValues, r"building the model on the meta device failed: .*meta tensors"),
     ],
 )
 def test_what_cannot_be_replayed_is_named(cls: type[nn.Module], why: str) -> None:
-    with pytest.raises(ValueError, match=f"cannot build {cls.__name__} on the meta device: {why}"):
+    with pytest.raises(CannotDefer, match=why):
         build_deferred(cls)
     with pytest.raises(ConfigError, match=r"^trainer\.fsdp\.meta_init=true: expected a model initialised in place"):
         build_on_meta(cls)
+
+
+def test_the_model_s_own_config_errors_pass_through() -> None:
+    with pytest.raises(ConfigError, match=r"^model\.width=-1: expected a positive number"):
+        build_on_meta(RefusesItsConfig)
 
 
 def test_build_on_meta_leaves_the_plan_for_the_strategy() -> None:
