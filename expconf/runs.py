@@ -67,7 +67,7 @@ def _mapping(path: Path, value: Any, key: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise RunDirError(f"{path}: {key or 'the file'} is a {type(value).__name__}, expected a mapping")
+        raise RunDirError(f"{path}: {key or 'the file'} is not a mapping (found {type(value).__name__})")
     return value
 
 
