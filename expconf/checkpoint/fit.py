@@ -29,9 +29,10 @@ def check_fits(key: str, path: str, model: Any, *, training_state: bool = True, 
     """
     from expconf.storage import is_remote
 
-    if is_remote(path) or path.endswith(".nemo") or os.path.isdir(path):
+    local = os.path.expanduser(path.removeprefix("file://"))
+    if is_remote(path) or path.endswith(".nemo") or os.path.isdir(local):
         return
-    content = _peek(key, path, message_head)
+    content = _peek(key, path, local, message_head)
     if content is None:
         return
     if not isinstance(content, dict) or not isinstance(content.get("state_dict"), dict):
@@ -85,13 +86,13 @@ def mismatch(saved: dict[str, Any], model: Any) -> str:
     return "; ".join(parts)
 
 
-def _peek(key: str, path: str, message_head: str) -> Any:
+def _peek(key: str, path: str, local: str, message_head: str) -> Any:
     """The checkpoint's content with tensors memory-mapped; None when safe loading refuses a class
     in it (then the loader decides)."""
     import torch
 
     try:
-        return torch.load(os.path.expanduser(path), map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(local, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # any unreadable content: not a checkpoint this run can load
         if "Weights only load failed" in str(e) and "Unsupported global" in str(e):
             return None

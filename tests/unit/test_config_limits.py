@@ -8,6 +8,7 @@ naming the key, the value and what was expected. How such an error reaches the u
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def test_filename_length_counts_the_suffixes_expconf_adds() -> None:
     assert reserve == len(longest) - 10
     fits = "f" * (limits.NAME_MAX - reserve)
     check_filename("log.ckpt.", fits, auto_insert_metric_name=True)
-    with pytest.raises(ConfigError, match="log.ckpt.filename"):
+    with pytest.raises(ConfigError, match=re.escape("log.ckpt.filename")):
         check_filename("log.ckpt.", fits + "f", auto_insert_metric_name=True)
 
 
@@ -181,7 +182,7 @@ def test_filename_fields_are_formatted_with_wide_sample_values() -> None:
 def test_model_checkpoint_shares_the_filename_rule(tmp_path: Path) -> None:
     from expconf import ModelCheckpoint
 
-    with pytest.raises(ValueError, match="ModelCheckpoint.filename='gpt-{step:s}'"):
+    with pytest.raises(ValueError, match=re.escape("ModelCheckpoint.filename='gpt-{step:s}'")):
         ModelCheckpoint(dirpath=str(tmp_path), filename="gpt-{step:s}")
     assert ModelCheckpoint(dirpath=str(tmp_path), filename="gpt-{step:05d}").filename == "gpt-{step:05d}"
 
@@ -191,7 +192,7 @@ def test_preemption_callback_shares_the_signal_rule() -> None:
 
     from expconf import PreemptionCallback
 
-    with pytest.raises(ValueError, match="PreemptionCallback.sig='SIGKILL'"):
+    with pytest.raises(ValueError, match=re.escape("PreemptionCallback.sig='SIGKILL'")):
         PreemptionCallback(signal.SIGKILL)
     assert PreemptionCallback("SIGUSR1").sig == signal.SIGUSR1
 
