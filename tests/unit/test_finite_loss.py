@@ -87,3 +87,16 @@ def test_the_command_line_reports_it_in_one_line_with_its_own_code() -> None:
         code, text = failure_text(e, [])
     assert code == DIVERGED_EXIT_CODE == 3
     assert text == "error: training loss became NaN or infinite in global step 3"
+
+
+def test_on_in_the_command_line_unless_switched_off() -> None:
+    from expconf.build import build_callbacks
+    from expconf.train import compose_root
+
+    def has_it(*overrides: str) -> bool:
+        return any(
+            isinstance(c, FiniteLossCallback) for c in build_callbacks(compose_root(["+recipe=gpt", *overrides]))
+        )
+
+    assert has_it()
+    assert not has_it("callbacks.finite_loss=false")
