@@ -66,16 +66,6 @@ class TokenDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.is_global_zero and stage == "fit":
             record_tokenizer(self.cfg, Path(trainer.default_root_dir))
 
-    @property
-    def train_path(self) -> Path | None:
-        """The train token file of the first source."""
-        return self.sources[0][1] if self.sources else None
-
-    @property
-    def val_path(self) -> Path | None:
-        """The validation token file of the first source."""
-        return self.sources[0][2] if self.sources else None
-
     def tokens_per_step(self) -> int:
         """Tokens in one optimizer step over all ranks."""
         return self.cfg.global_batch_size * self.cfg.seq_length

@@ -1,4 +1,4 @@
-"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from (SPEC section 5)."""
+"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from expconf import decisions, launch
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
 from expconf.checkpoint.naming import is_end, is_last
 from expconf.config.resume import check_one_source
+from expconf.distributed import handoff
 from expconf.errors import IncompleteCheckpointError, NotFoundError, TrainingCompletedError
 from expconf.rundir import resume_dir
 from expconf.storage import Storage
@@ -58,7 +58,7 @@ class ResumeDecision:
 
 
 def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
-    """Apply the decision table of SPEC section 5 to one folder; raises for the error rows."""
+    """Apply the resume decision table (docs/run-dir-checkpoints-resume.md) to one folder; raises for the error rows."""
     listing = scan(storage)
     # Another tool's readable '-last' / '-end' checkpoints (a Lightning ModelCheckpoint's) count too.
     found = {**listing.foreign, **listing.complete}
@@ -96,7 +96,7 @@ def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
 
 
 class AutoResume:
-    """NeMo 2.0's AutoResume with the same keyword arguments and the fixes of SPEC section 5.
+    """NeMo 2.0's AutoResume with the same keyword arguments; its differences are in docs/migration.md.
 
     ``resume_from_path`` / ``resume_from_directory`` are NeMo's current names of ``path`` /
     ``dirpath``; ``import_path`` is the older spelling of ``restore_config=RestoreConfig(path)``.
@@ -155,9 +155,9 @@ class AutoResume:
         """
         if self.restore_config is not None and model is None:
             raise ValueError("AutoResume restore_config/import_path needs the model passed to setup()")
-        chosen = decisions.agree(launch.RESUME_ENV, lambda: self._decide(trainer) or launch.NO_CHECKPOINT)
-        decisions.scope_of(trainer, launch.RESUME_ENV)
-        self.ckpt_path = None if chosen == launch.NO_CHECKPOINT else chosen
+        chosen = handoff.agree(handoff.RESUME_ENV, lambda: self._decide(trainer) or handoff.NO_CHECKPOINT)
+        handoff.scope_of(trainer, handoff.RESUME_ENV)
+        self.ckpt_path = None if chosen == handoff.NO_CHECKPOINT else chosen
         if self.ckpt_path is None:
             if self.restore_config is not None and self.restore_config.load_model_state:
                 load_weights(model, self.restore_config.path)

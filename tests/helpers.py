@@ -8,9 +8,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,6 +83,26 @@ def run_cli(
     )
 
 
+def proc_environ(pid: int) -> dict[str, str]:
+    """The environment process ``pid`` was started with ({} once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not ours
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started that are still running."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
 def run_dirs(root: Path) -> list[Path]:
     """Run dirs (folders holding cmd-args.log) under ``root``."""
     return sorted(p.parent for p in root.rglob("cmd-args.log") if "run_" not in p.parent.name)
@@ -125,3 +148,31 @@ def compose_and_validate(args: list[str], monkeypatch: pytest.MonkeyPatch) -> An
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     train_main(args)
     return seen["root"]
+
+
+def quiet_trainer(
+    root: Path | str | None = None, callbacks: list[pl.Callback] | None = None, **kwargs: Any
+) -> pl.Trainer:
+    """A CPU ``pl.Trainer`` that prints nothing: no logger, progress bar or model summary.
+
+    ``root`` is its ``default_root_dir``; ``kwargs`` add to or replace any of these settings.
+    """
+    import pytorch_lightning as pl
+
+    kwargs.setdefault("logger", False)
+    kwargs.setdefault("enable_progress_bar", False)
+    kwargs.setdefault("enable_model_summary", False)
+    kwargs.setdefault("accelerator", "cpu")
+    if root is not None:
+        kwargs["default_root_dir"] = str(root)
+    return pl.Trainer(callbacks=callbacks or [], **kwargs)
+
+
+def make_trainer(
+    root: Path | str | None, max_steps: int, callbacks: list[pl.Callback] | None = None, **kwargs: Any
+) -> pl.Trainer:
+    """A :func:`quiet_trainer` for ``max_steps`` that validates one batch every 2 steps, no sanity check."""
+    kwargs.setdefault("val_check_interval", 2)
+    kwargs.setdefault("limit_val_batches", 1)
+    kwargs.setdefault("num_sanity_val_steps", 0)
+    return quiet_trainer(root, callbacks, max_steps=max_steps, **kwargs)

@@ -1,6 +1,6 @@
 """``ModelCheckpoint``: NeMo 2.0's checkpoint callback with atomic, metadata-driven top-k.
 
-Differences from Lightning's and NeMo's (SPEC section 4): scores and steps come from each
+Differences from Lightning's and NeMo's (docs/run-dir-checkpoints-resume.md): scores and steps come from each
 checkpoint's marker, never from its file name; a resumed run rebuilds its top-k from those
 markers; writes are atomic on local disks and object stores; ``async_save`` keeps the loop
 waiting only while the state is staged; and the random-number states of every rank travel

@@ -45,8 +45,3 @@ def format_checkpoint_name(
         return f"{key.replace('/', '_')}={text}" if auto_insert_metric_name else text
 
     return _GROUP.sub(fill, template).replace("/", "_")
-
-
-def template_fields(template: str) -> list[str]:
-    """The metric names a template uses."""
-    return [m.group(1).strip() for m in _GROUP.finditer(template)]

@@ -150,13 +150,16 @@ def check_filename(prefix: str, filename: str, auto_insert_metric_name: bool = T
 
     Shared by ``log.ckpt`` and :class:`expconf.ModelCheckpoint`.
     """
-    from expconf.checkpoint.naming import format_checkpoint_name, template_fields
+    import string
+
+    from expconf.checkpoint.naming import format_checkpoint_name
     from expconf.config.limits import check_name_length
 
     key = f"{prefix}filename"
     ints = {"step": SAMPLE_STEP, "epoch": SAMPLE_EPOCH}
-    sample = {f: ints.get(f, SAMPLE_METRIC) for f in template_fields(filename)}
     try:
+        fields = {f.strip() for _, f, _, _ in string.Formatter().parse(filename) if f}
+        sample = {f: ints.get(f, SAMPLE_METRIC) for f in fields}
         name = format_checkpoint_name(filename, sample, auto_insert_metric_name)
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise ConfigError(

@@ -17,14 +17,6 @@ def doc(default: Any = dataclasses.MISSING, help: str = "", factory: Callable[[]
     return dataclasses.field(default=default, metadata={"help": help})
 
 
-def field_help(cls: type, name: str) -> str:
-    """The help text of field ``name`` of dataclass ``cls``."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return str(f.metadata.get("help", ""))
-    return ""
-
-
 def require(ok: bool, key: str, value: Any, expected: str, hint: str = "") -> None:
     """Raise :class:`ConfigError` for ``key`` unless ``ok``."""
     if not ok:
@@ -34,11 +26,6 @@ def require(ok: bool, key: str, value: Any, expected: str, hint: str = "") -> No
 def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
     """Raise unless ``value`` is one of ``choices``."""
     require(value in choices, key, value, "one of " + ", ".join(repr(c) for c in choices))
-
-
-def check_positive_or_none(key: str, value: Any) -> None:
-    """Raise unless ``value`` is None or a positive number."""
-    require(value is None or value > 0, key, value, "a positive number or null")
 
 
 def check_local_path(key: str, path: str | None, expected: str, *, kind: str = "any") -> None:

@@ -19,7 +19,7 @@ from expconf.storage import is_remote
 
 @dataclass
 class RootConfig:
-    """Everything one training run needs. Root keys follow SPEC section 2."""
+    """Everything one training run needs: one root key per section, plus the seed."""
 
     trainer: TrainerConfig = doc(help="pytorch_lightning.Trainer arguments", factory=TrainerConfig)
     log: LogConfig = doc(help="NeMoLogger: run dir, loggers, checkpoints", factory=LogConfig)

@@ -17,13 +17,6 @@ from expconf.rundir import DEFAULT_LOG_DIR
 #: Name of the root schema in the ConfigStore; conf/expconf.yaml puts it first in its defaults.
 ROOT_SCHEMA = "expconf_schema"
 
-#: ``trainer=NAME`` presets: partial, so they layer on top of the recipe instead of resetting it.
-TRAINER_PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"accelerator": "cpu", "devices": 1},
-    "gpu": {"accelerator": "gpu", "devices": "auto", "precision": "bf16-mixed"},
-    "ddp_cpu": {"accelerator": "cpu", "devices": 2, "strategy": "ddp"},
-}
-
 _registered: set[tuple[str | None, str]] = set()
 
 
@@ -91,12 +84,9 @@ def sweep_dir(*, _root_: Any) -> str:
 
 
 def register_all() -> None:
-    """Register the root schema, the group options and the resolvers (idempotent)."""
+    """Register the root schema and the resolvers (idempotent); group options are YAML in conf/."""
     if (None, ROOT_SCHEMA) in _registered:
         return
     store(RootConfig, name=ROOT_SCHEMA)
-    # Trainer presets set only their own keys, so a recipe's max_steps etc. survive `trainer=gpu`.
-    for name, preset in TRAINER_PRESETS.items():
-        store(preset, group="trainer", name=name, package="trainer")
     if not OmegaConf.has_resolver("expconf_sweep_dir"):
         OmegaConf.register_new_resolver("expconf_sweep_dir", sweep_dir)

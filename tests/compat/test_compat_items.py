@@ -1,4 +1,4 @@
-"""Issue 12, items 1-10: NeMo 2.0 and Lightning code that uses expconf's objects from Python."""
+"""NeMo 2.0 and Lightning code that uses expconf's objects from Python."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from compat_toys import Toy, make_trainer
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from toys import Toy
 
 import expconf
-from expconf import launch
 from expconf.checkpoint.meta import MARKER_SUFFIX
-from helpers import REPO
+from expconf.distributed import handoff
+from helpers import REPO, make_trainer
 
 
 def test_item01_decisions_belong_to_the_run_that_made_them(tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_item01_decisions_belong_to_the_run_that_made_them(tmp_path: Path) -> No
 
     # Once the run's trainer is torn down, its decision is gone from the process environment.
     t1.fit(Toy())
-    assert launch.RUN_DIR_ENV not in os.environ
+    assert handoff.RUN_DIR_ENV not in os.environ
 
 
 def test_item02_setup_sets_trainer_ckpt_path_and_fit_resumes(tmp_path: Path) -> None:
@@ -266,8 +266,9 @@ def test_item09_setup_returns_an_app_state(tmp_path: Path) -> None:
 PREEMPTED_SCRIPT = """
 import os, signal, sys
 import pytorch_lightning as pl
-sys.path.insert(0, {compat!r})
-from compat_toys import Toy, make_trainer
+sys.path.insert(0, {tests!r})
+from helpers import make_trainer
+from toys import Toy
 import expconf
 
 class SigtermAt(pl.Callback):
@@ -284,7 +285,7 @@ print("fit returned: the process should have ended")
 
 def test_item10_preemption_in_a_plain_trainer_exits_with_the_requeue_code(tmp_path: Path) -> None:
     script = tmp_path / "plain.py"
-    script.write_text(textwrap.dedent(PREEMPTED_SCRIPT.format(compat=str(Path(__file__).parent))))
+    script.write_text(textwrap.dedent(PREEMPTED_SCRIPT.format(tests=str(Path(__file__).parents[1]))))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300

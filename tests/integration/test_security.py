@@ -1,4 +1,4 @@
-"""Issue 15: attacks through a shared config or the command line fail safely, in one line, exit 2.
+"""Attacks through a shared config or the command line fail safely, in one line, exit 2.
 
 Each test performs the attack for real (``python -m expconf.train`` in a fresh folder) and checks
 the victim is untouched: Hydra would otherwise call what the config names before expconf validates.
@@ -158,24 +158,6 @@ def test_cfg_job_shows_secrets_only_when_asked(tmp_path: Path) -> None:
     assert asked.returncode == 0 and f"secret: {SECRET}" in asked.stdout
 
 
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or not ours
-        return {}
-    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out
-
-
 @pytest.mark.slow
 def test_ddp_rank_1_environment_holds_no_secret(tmp_path: Path) -> None:
     """A real two-rank gloo run: rank 1 gets the job config from a private file, not its environment."""
@@ -183,7 +165,7 @@ def test_ddp_rank_1_environment_holds_no_secret(tmp_path: Path) -> None:
     import sys
     import time
 
-    from helpers import cli_env
+    from helpers import child_pids, cli_env, proc_environ
 
     args = [*SHORT, "trainer.max_steps=40", "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
     proc = subprocess.Popen(
@@ -197,9 +179,9 @@ def test_ddp_rank_1_environment_holds_no_secret(tmp_path: Path) -> None:
     seen: dict[str, str] = {}
     parent_env: dict[str, str] = {}
     while proc.poll() is None and not seen:
-        parent_env = _environ(proc.pid) or parent_env
-        for child in _children(proc.pid):
-            env = _environ(child)
+        parent_env = proc_environ(proc.pid) or parent_env
+        for child in child_pids(proc.pid):
+            env = proc_environ(child)
             if env.get("LOCAL_RANK") == "1":
                 seen = env
         time.sleep(0.05)
@@ -268,7 +250,7 @@ def test_a_slurm_sweep_is_checked_before_anything_is_submitted(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_lightning_callbacks_in_either_spelling_train(tmp_path: Path) -> None:
-    """Issue 14: Lightning's own callbacks are on the default allow-list, as users write them."""
+    """Lightning's own callbacks are on the default allow-list, as users write them."""
     extra = (
         "callbacks.extra=[{_target_:lightning.pytorch.callbacks.EarlyStopping,monitor:val_loss},"
         "{_target_:pytorch_lightning.callbacks.LearningRateMonitor}]"

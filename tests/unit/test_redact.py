@@ -65,7 +65,7 @@ def test_values_inside_text(secret: str, text: str, expected: str) -> None:
 
 
 def test_storage_option_words_do_not_rewrite_paths() -> None:
-    """Issue 16: a storage option that is not a credential is no secret, so paths keep their words."""
+    """A storage option that is not a credential is no secret, so paths keep their words."""
     cfg = {"log": {"ckpt": {"dirpath": "/data/research", "storage_options": {"profile": "research"}}}}
     assert collect_secrets(cfg) == []
     assert redact(cfg, collect_secrets(cfg)) == cfg

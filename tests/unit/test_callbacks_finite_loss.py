@@ -14,6 +14,7 @@ from expconf import ModelCheckpoint
 from expconf.callbacks.finite_loss import DIVERGED_EXIT_CODE, FiniteLossCallback, NonFiniteLossError
 from expconf.checkpoint.meta import scan
 from expconf.storage import Storage
+from helpers import quiet_trainer
 
 
 class Net(pl.LightningModule):
@@ -37,15 +38,8 @@ class Net(pl.LightningModule):
 
 def fit(tmp_path: Path, model: Net, log_every_n_steps: int = 1, max_steps: int = 6) -> ModelCheckpoint:
     ckpt = ModelCheckpoint(dirpath=str(tmp_path / "ck"), monitor=None, save_top_k=0, every_n_train_steps=1)
-    trainer = pl.Trainer(
-        max_steps=max_steps,
-        callbacks=[FiniteLossCallback(), ckpt],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        log_every_n_steps=log_every_n_steps,
-        accelerator="cpu",
-        default_root_dir=str(tmp_path),
+    trainer = quiet_trainer(
+        tmp_path, [FiniteLossCallback(), ckpt], max_steps=max_steps, log_every_n_steps=log_every_n_steps
     )
     trainer.fit(model, DataLoader(TensorDataset(torch.ones(16, 2)), batch_size=2))
     return ckpt
@@ -87,16 +81,3 @@ def test_the_command_line_reports_it_in_one_line_with_its_own_code() -> None:
         code, text = failure_text(e, [])
     assert code == DIVERGED_EXIT_CODE == 3
     assert text == "error: training loss became NaN or infinite in global step 3"
-
-
-def test_on_in_the_command_line_unless_switched_off() -> None:
-    from expconf.build import build_callbacks
-    from expconf.train import compose_root
-
-    def has_it(*overrides: str) -> bool:
-        return any(
-            isinstance(c, FiniteLossCallback) for c in build_callbacks(compose_root(["+recipe=gpt", *overrides]))
-        )
-
-    assert has_it()
-    assert not has_it("callbacks.finite_loss=false")
