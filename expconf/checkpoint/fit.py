@@ -24,13 +24,18 @@ def check_fits(key: str, path: str, model: Any, *, training_state: bool = True, 
     ``training_state``, that holds the optimizer state resuming needs.
 
     Not checked here (the loader reports them when it reads the checkpoint): checkpoints on an
-    object store (checking would download them twice), sharded checkpoint folders, model archives,
-    and files whose pickle needs classes that safe loading refuses.
+    object store (checking would download them twice), missing ones, the contents of sharded
+    checkpoint folders and model archives, and files whose pickle needs classes that safe loading
+    refuses.
     """
+    from expconf.config.resume import check_checkpoint_path
     from expconf.storage import is_remote
 
     local = os.path.expanduser(path.removeprefix("file://"))
-    if is_remote(path) or path.endswith(".nemo") or os.path.isdir(local):
+    if is_remote(path) or not os.path.exists(local):
+        return  # a missing checkpoint is AutoResume's NotFoundError
+    check_checkpoint_path(key, path, archive_ok=not training_state)  # what validation checks, for Python callers
+    if path.endswith(".nemo") or os.path.isdir(local):
         return
     content = _peek(key, path, local, message_head)
     if content is None:

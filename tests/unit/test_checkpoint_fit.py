@@ -84,10 +84,25 @@ def test_the_automatic_choice_is_named_as_such(tmp_path: Path) -> None:
 
 
 def test_what_is_left_to_the_loader(tmp_path: Path) -> None:
-    """Remote checkpoints, archives and sharded folders are not opened here."""
+    """Remote and missing checkpoints, archives and sharded folders are not opened here."""
+    import tarfile
+
     check_fits("resume.path", "s3://bucket/x-last.ckpt", Net())
-    check_fits("resume.import_path", str(tmp_path / "m.nemo"), Net())
-    check_fits("resume.path", str(tmp_path), Net())
+    check_fits("resume.path", str(tmp_path / "missing.ckpt"), Net())
+    with tarfile.open(tmp_path / "m.nemo", "w"):
+        pass
+    check_fits("resume.import_path", str(tmp_path / "m.nemo"), Net(), training_state=False)
+    (tmp_path / "sharded.ckpt").mkdir()
+    (tmp_path / "sharded.ckpt" / ".metadata").write_bytes(b"")
+    check_fits("resume.path", str(tmp_path / "sharded.ckpt"), Net())
+
+
+def test_python_callers_get_the_validation_rules_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="it is a folder, and not a sharded checkpoint"):
+        check_fits("resume.path", str(tmp_path), Net())
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ConfigError, match=re.escape("not a torch.save file")):
+        check_fits("resume.path", str(tmp_path / "notes.txt"), Net())
 
 
 class Settings:
