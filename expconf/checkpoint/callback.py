@@ -21,6 +21,7 @@ import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import Checkpoint
 
+from expconf import deadline
 from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX, default_template, format_checkpoint_name
@@ -79,6 +80,7 @@ class ModelCheckpoint(Checkpoint):
         save_optim_on_train_end: bool = True,
         always_save_context: bool = False,
         save_context_on_train_end: bool = False,
+        storage_timeout: float | None = None,
     ) -> None:
         try:
             check_checkpoint_arguments(
@@ -88,6 +90,7 @@ class ModelCheckpoint(Checkpoint):
                 every_n_train_steps=every_n_train_steps,
                 every_n_epochs=every_n_epochs,
                 train_time_interval=train_time_interval,
+                storage_timeout=storage_timeout,
                 lightning_wording=True,
             )
         except ConfigError as e:
@@ -111,6 +114,7 @@ class ModelCheckpoint(Checkpoint):
         self.async_save = async_save
         self.save_weights_only = save_weights_only
         self.storage_options = dict(storage_options or {})
+        self.storage_timeout = storage_timeout  # see expconf.deadline
         self.auto_insert_metric_name = auto_insert_metric_name
         self.verbose = verbose
         self.save_on_exception = save_on_exception
@@ -159,6 +163,8 @@ class ModelCheckpoint(Checkpoint):
             return
         self._final = None
         self._last_time_checked = time.monotonic()
+        if self.storage_timeout is not None:
+            deadline.configure(self.storage_timeout)
         if getattr(trainer.strategy, "sharded_checkpoint", False) and self.sharded is None:
             self.sharded = ShardedCheckpoints(self.storage_options, self.async_save)
             self.sharded.setup()

@@ -38,6 +38,9 @@ class CheckpointConfig:
         help="fsspec options for a remote dirpath (endpoint_url, key, secret, ...); never saved to the run dir",
         factory=dict,
     )
+    storage_timeout: Optional[float] = doc(
+        None, "seconds one remote storage call may take before it fails (null: $EXPCONF_STORAGE_TIMEOUT or 600)"
+    )
 
     def validate(self, prefix: str = "log.ckpt") -> None:
         """Check choices and ranges; raises ConfigError."""
@@ -48,6 +51,7 @@ class CheckpointConfig:
             every_n_train_steps=self.every_n_train_steps,
             every_n_epochs=self.every_n_epochs,
             train_time_interval=self.train_time_interval,
+            storage_timeout=self.storage_timeout,
         )
         if self.filename is not None:
             require(
@@ -73,6 +77,7 @@ def check_checkpoint_arguments(
     every_n_train_steps: int | None,
     every_n_epochs: int | None,
     train_time_interval: timedelta | float | None,
+    storage_timeout: float | None = None,
     lightning_wording: bool = False,
 ) -> None:
     """The rules ``log.ckpt`` and :class:`expconf.ModelCheckpoint` share, with Lightning's ranges.
@@ -102,6 +107,13 @@ def check_checkpoint_arguments(
             t,
             "null or a number of seconds >= 0",
             f"Invalid value for train_time_interval={t}. Must be >= 0 seconds",
+        )
+    if storage_timeout is not None and not 0 < storage_timeout < float("inf"):
+        refuse(
+            "storage_timeout",
+            storage_timeout,
+            "null or a number of seconds > 0",
+            f"Invalid value for storage_timeout={storage_timeout}. Must be > 0 seconds",
         )
     given = {"every_n_train_steps": every_n_train_steps, "every_n_epochs": every_n_epochs, "train_time_interval": t}
     triggers = [k for k, v in given.items() if v]

@@ -58,8 +58,11 @@ def test_debug_switch_shows_the_traceback(tmp_path: Path) -> None:
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
-    """Every file and folder under ``folder``: modification time and a content digest (folders: '')."""
+    """Every file and folder under ``folder``: modification time and a content digest (folders: ''),
+    except the run lock's file, which every start rewrites with its holder."""
     import hashlib
+
+    from expconf.run_lock import LOCK_NAME
 
     return {
         str(p.relative_to(folder)): (
@@ -67,6 +70,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
             hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "",
         )
         for p in sorted(folder.rglob("*"))
+        if p.name != LOCK_NAME
     }
 
 
