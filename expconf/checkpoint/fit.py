@@ -66,11 +66,12 @@ def mismatch(saved: dict[str, Any], model: Any) -> str:
     """
     import pytorch_lightning as pl
 
-    own = {k: v for k, v in model.state_dict().items() if hasattr(v, "shape")}
+    own = {_plain(k): v for k, v in model.state_dict().items() if hasattr(v, "shape")}
+    saved = {_plain(k): v for k, v in saved.items() if hasattr(v, "shape")}
     shapes = [
         f"{k} is {list(v.shape)} there, {list(own[k].shape)} here"
         for k, v in saved.items()
-        if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
     ]
     if shapes:
         return (
@@ -89,6 +90,11 @@ def mismatch(saved: dict[str, Any], model: Any) -> str:
     if unexpected:
         parts.append(f"it has {len(unexpected)} the model lacks ({', '.join(unexpected[:_SHOWN])})")
     return "; ".join(parts)
+
+
+def _plain(name: str) -> str:
+    """A parameter name without the segment ``torch.compile`` inserts (compiled and not, one model)."""
+    return name.replace("_orig_mod.", "")
 
 
 def _peek(key: str, path: str, local: str, message_head: str) -> Any:
