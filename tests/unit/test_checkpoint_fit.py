@@ -112,3 +112,11 @@ class Settings:
 def test_a_checkpoint_safe_loading_refuses_is_left_to_the_loader(tmp_path: Path) -> None:
     path = save(tmp_path / "a.ckpt", checkpoint(Net(width=4), hyper_parameters={"settings": Settings()}))
     check_fits("resume.path", path, Net(width=8))
+
+
+def test_names_match_with_or_without_torch_compile(tmp_path: Path) -> None:
+    compiled = {k.replace("layers.", "layers._orig_mod."): v for k, v in Net().state_dict().items()}
+    path = save(tmp_path / "c.ckpt", {"state_dict": compiled, "optimizer_states": [{}]})
+    check_fits("resume.path", path, Net())
+    with pytest.raises(ConfigError, match=re.escape("layers.0.weight is [4, 4] there, [8, 8] here")):
+        check_fits("resume.path", path, Net(width=8))
