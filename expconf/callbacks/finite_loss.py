@@ -50,28 +50,34 @@ class FiniteLossCallback(Callback):
         done = int(trainer.global_step)
         if done != self._checked and done % max(int(getattr(trainer, "log_every_n_steps", 1)), 1) == 0:
             self._checked = done
-            self._stop_if(trainer.strategy.reduce_boolean_decision(self._first() >= 0, all=False))
+            self._stop_if(trainer.strategy.reduce_boolean_decision(self._first() >= 0, all=False), "on another rank")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._stop_if(trainer.strategy.reduce_boolean_decision(self._first() >= 0, all=False))
+        self._stop_if(trainer.strategy.reduce_boolean_decision(self._first() >= 0, all=False), "on another rank")
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         # No collective here (an exception checkpoint is written by rank 0 alone): the weights are
         # the same on every rank, a rank's own loss only in a single process.
-        self._stop_if(not weights_finite(pl_module) or (trainer.world_size == 1 and self._first() >= 0))
+        local_loss = trainer.world_size == 1 and self._first() >= 0
+        self._stop_if(local_loss or not weights_finite(pl_module), "the weights are no longer finite")
 
     def _first(self) -> int:
         return int(self._first_bad.item()) if self._first_bad is not None else -1
 
-    def _stop_if(self, diverged: bool) -> None:
+    def _stop_if(self, diverged: bool, otherwise: str) -> None:
+        """Raise when ``diverged``; the message names the first bad step this rank saw, else ``otherwise``."""
         if not diverged:
             return
         first = self._first()
-        where = f"in global step {first}" if first >= 0 else "(the weights are no longer finite)"
+        what = (
+            f"training loss became NaN or infinite in global step {first}"
+            if first >= 0
+            else f"training diverged: {otherwise}"
+        )
         raise NonFiniteLossError(
-            f"training loss became NaN or infinite {where}; stopped before saving that state "
+            f"{what}; stopped before saving that state "
             f"(exit code {DIVERGED_EXIT_CODE}): lower optim.lr, raise optim.warmup_steps, set "
             "trainer.gradient_clip_val, or check the data; the checkpoints written before it are intact"
         )
@@ -84,4 +90,4 @@ def weights_finite(module: torch.nn.Module) -> bool:
         local = p.to_local() if hasattr(p, "to_local") else p  # a DTensor shard (FSDP2)
         if local.numel():
             flags.append(torch.isfinite(local.detach()).all())
-    return bool(torch.stack(flags).all().item()) if flags else True
+    return bool(torch.stack([f.to(flags[0].device) for f in flags]).all().item()) if flags else True

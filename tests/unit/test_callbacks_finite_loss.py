@@ -81,3 +81,20 @@ def test_the_command_line_reports_it_in_one_line_with_its_own_code() -> None:
         code, text = failure_text(e, [])
     assert code == DIVERGED_EXIT_CODE == 3
     assert text == "error: training loss became NaN or infinite in global step 3"
+
+
+class Exploding(Net):
+    """A finite loss whose optimizer step makes the weights infinite (a learning rate of 1e38)."""
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=1e38)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).sum() * 1e10 if self.global_step == 0 else super().training_step(batch, batch_idx)
+
+
+def test_weights_that_overflowed_are_never_saved(tmp_path: Path) -> None:
+    """Step 1's loss is finite but its update is not: the save after it is refused."""
+    with pytest.raises(NonFiniteLossError, match="training diverged: the weights are no longer finite"):
+        fit(tmp_path, Exploding(bad_step=100))
+    assert not list((tmp_path / "ck").glob("*.ckpt"))
