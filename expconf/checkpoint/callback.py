@@ -91,6 +91,7 @@ class ModelCheckpoint(Checkpoint):
                 every_n_epochs=every_n_epochs,
                 train_time_interval=train_time_interval,
                 storage_timeout=storage_timeout,
+                filename=filename,
                 lightning_wording=True,
             )
         except ConfigError as e:
@@ -134,6 +135,7 @@ class ModelCheckpoint(Checkpoint):
         self.last_model_path = ""
         self.protected: set[str] = set()  # the checkpoint this run resumed from
         self._taken: set[str] = set()  # names in the folder (rank 0): listed at setup, then this run's saves
+        self._stale_lasts: set[str] = set()  # complete '-last' checkpoints listed at setup (rank 0)
         self._last_saved_step = -1
         self.interrupted = False  # set by PreemptionCallback: no '-end' checkpoint then
         self._pending_rng: dict[str, Any] | None = None
@@ -184,6 +186,7 @@ class ModelCheckpoint(Checkpoint):
                     self.best_k_models[name] = meta.score
                     self._steps[name] = meta.global_step
             lasts = listing.by_kind("last")
+            self._stale_lasts = {m.name for m in lasts}
             if lasts:
                 self.last_model_path = storage.path(lasts[-1].name)
             self._update_best(storage)
@@ -301,8 +304,7 @@ class ModelCheckpoint(Checkpoint):
         if self.save_last:
             last = base + LAST_SUFFIX + CKPT_SUFFIX
             plan.copy(storage, name, last, self._meta(last, "last", metrics))
-            old = self.last_model_path.rsplit("/", 1)[-1] if self.last_model_path else ""
-            if old and old != last and old not in self.protected:
+            for old in self._replaced_lasts(last):
                 plan.delete(storage, old)
             self.last_model_path = storage.path(last)
         self.writer.submit(plan)
@@ -409,8 +411,7 @@ class ModelCheckpoint(Checkpoint):
                     payload["expconf"] = {"kind": "last", "global_step": metrics["step"]}
                     plan.write(storage, last, payload, meta(last, "last"))
                 self._taken.add(last)
-                old = self.last_model_path.rsplit("/", 1)[-1] if self.last_model_path else ""
-                if old and old != last and old not in self.protected:
+                for old in self._replaced_lasts(last):
                     plan.delete(storage, old)
                     self._taken.discard(old)
                 self.last_model_path = storage.path(last)
@@ -452,6 +453,15 @@ class ModelCheckpoint(Checkpoint):
                 plan.delete(storage, worst)
                 self._taken.discard(worst)
         return name
+
+    def _replaced_lasts(self, new: str) -> list[str]:
+        """The '-last' checkpoints that a save of ``new`` replaces, deleted once ``new`` is complete:
+        the previous one and every one listed at setup, the one resumed from included (it has been
+        loaded by then), so that one '-last' remains however often a run is killed and resumed."""
+        previous = {self.last_model_path.rsplit("/", 1)[-1]} if self.last_model_path else set()
+        replaced = sorted((previous | self._stale_lasts) - {new})
+        self._stale_lasts = set()
+        return replaced
 
     def _free_name(self, base: str, suffix: str, mine: str = "") -> str:
         """``base + suffix``, or with ``enable_version_counter`` ``base-v1 + suffix``, ... while that

@@ -52,6 +52,7 @@ class CheckpointConfig:
             every_n_epochs=self.every_n_epochs,
             train_time_interval=self.train_time_interval,
             storage_timeout=self.storage_timeout,
+            filename=self.filename,
         )
         if self.filename is not None:
             require(
@@ -78,6 +79,7 @@ def check_checkpoint_arguments(
     every_n_epochs: int | None,
     train_time_interval: timedelta | float | None,
     storage_timeout: float | None = None,
+    filename: str | None = None,
     lightning_wording: bool = False,
 ) -> None:
     """The rules ``log.ckpt`` and :class:`expconf.ModelCheckpoint` share, with Lightning's ranges.
@@ -126,6 +128,15 @@ def check_checkpoint_arguments(
             f"and train_time_interval={t} should be mutually exclusive.",
             "the save triggers are mutually exclusive",
         )
+    if filename is not None:
+        from expconf.checkpoint.meta import reserved_clash
+
+        clash = reserved_clash(filename)
+        if clash:
+            expected = "a template that neither ends in '-last', '-end' or '.meta.json' nor contains '.tmp-'"
+            refuse(
+                "filename", filename, expected, f"filename={filename!r} collides with reserved names: {clash}", clash
+            )
 
 
 def _template_ok(template: str) -> bool:
