@@ -50,13 +50,24 @@ def _stem(name: str) -> str:
 
 
 def is_last(name: str) -> bool:
-    """Whether a checkpoint name (file or folder) ends in ``-last``."""
-    return _stem(name).endswith(LAST_SUFFIX)
+    """Whether a checkpoint name (file or folder) ends in ``-last`` or is Lightning's ``last``."""
+    stem = _stem(name)
+    return stem.endswith(LAST_SUFFIX) or stem == "last"
 
 
 def is_end(name: str) -> bool:
     """Whether a checkpoint name (file or folder) ends in ``-end``."""
     return _stem(name).endswith(END_SUFFIX)
+
+
+def candidate_kind(name: str, meta: CheckpointMeta) -> str | None:
+    """``"end"`` or ``"last"`` when resume may pick this complete or foreign checkpoint, else None.
+    expconf's own say what they are in their marker (a Lightning-style ``last-v1.ckpt`` included)."""
+    if meta.kind == "end" or is_end(name):
+        return "end"
+    if meta.kind == "last" or is_last(name):
+        return "last"
+    return None
 
 
 @dataclass
@@ -74,8 +85,8 @@ def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
     listing = scan(storage)
     # Another tool's readable '-last' / '-end' checkpoints (a Lightning ModelCheckpoint's) count too.
     found = {**listing.foreign, **listing.complete}
-    ends = [m for n, m in found.items() if is_end(n)]
-    lasts = [m for n, m in found.items() if is_last(n)]
+    ends = [m for n, m in found.items() if candidate_kind(n, m) == "end"]
+    lasts = [m for n, m in found.items() if candidate_kind(n, m) == "last"]
     if ends:
         newest_end = max(ends, key=lambda m: (m.global_step, m.created))
         if not resume_past_end:
