@@ -152,14 +152,15 @@ class ModelCheckpoint(Checkpoint):
         self.enable_version_counter = enable_version_counter
         self._last_time_checked: float | None = None
         self.name = "model"  # NeMoLogger sets its experiment name here (the model archive's name)
-        self.writer = CheckpointWriter(async_save=async_save)
+        self._writer: CheckpointWriter | None = None  # made at first use: the callback pickles without it
         self.storage: Storage | None = None
-        self.best_k_models: dict[str, float] = {}
+        # Scores are 0-d tensors, as Lightning's (user code calls .item() on them).
+        self.best_k_models: dict[str, torch.Tensor] = {}
         self.best_model_path = ""
-        self.best_model_score: float | None = None
+        self.best_model_score: torch.Tensor | None = None
         self.kth_best_model_path = ""
-        self.kth_value: float | None = None
-        self.current_score: float | None = None  # the monitored value at the last top-k check
+        self.kth_value: torch.Tensor | None = None
+        self.current_score: torch.Tensor | None = None  # the monitored value at the last top-k check
         self.last_model_path = ""
         self.protected: set[str] = set()  # the checkpoint this run resumed from
         self._taken: set[str] = set()  # names in the folder (rank 0): listed at setup, then this run's saves
@@ -255,7 +256,7 @@ class ModelCheckpoint(Checkpoint):
         if listing is None or storage is None:
             return
         self.best_k_models = {
-            storage.path(name): meta.score
+            storage.path(name): torch.tensor(meta.score)
             for name, meta in listing.complete.items()
             if meta.kind == "topk" and meta.score is not None and meta.monitor == self.monitor
         }
@@ -569,10 +570,10 @@ class ModelCheckpoint(Checkpoint):
             return None
         if math.isnan(score):
             score = math.inf if self.mode == "min" else -math.inf
-        self.current_score = float(score)
+        self.current_score = torch.tensor(score)
         worst = self._worst()
         if k != -1 and len(self.best_k_models) >= k and worst is not None:
-            if not self._better(score, self.best_k_models[worst]):
+            if not self._better(score, float(self.best_k_models[worst])):
                 if self.verbose:
                     log.info("step %d: %r was not in top %d", metrics["step"], self.monitor, k)
                 return None
@@ -589,7 +590,7 @@ class ModelCheckpoint(Checkpoint):
         for old in evicted:
             self._release(storage, plan, old, keep=name)
         self._claim(name)
-        self.best_k_models[storage.path(name)] = float(score)
+        self.best_k_models[storage.path(name)] = self.current_score
         self._update_best()
         return name
 
@@ -600,13 +601,13 @@ class ModelCheckpoint(Checkpoint):
         if not self.best_k_models:
             return None
         pick = max if self.mode == "min" else min
-        return pick(self.best_k_models, key=lambda n: self.best_k_models[n])
+        return pick(self.best_k_models, key=lambda n: float(self.best_k_models[n]))
 
     def _update_best(self) -> None:
         if not self.best_k_models:
             return
         pick = min if self.mode == "min" else max
-        self.best_model_path = pick(self.best_k_models, key=lambda n: self.best_k_models[n])
+        self.best_model_path = pick(self.best_k_models, key=lambda n: float(self.best_k_models[n]))
         self.best_model_score = self.best_k_models[self.best_model_path]
         full = self.save_top_k == -1 or len(self.best_k_models) >= self.save_top_k
         worst = self._worst()
@@ -627,7 +628,7 @@ class ModelCheckpoint(Checkpoint):
         import yaml
 
         storage = self.get_storage()
-        text = yaml.dump(dict(self.best_k_models)).encode()
+        text = yaml.dump({path: float(score) for path, score in self.best_k_models.items()}).encode()
         if filepath is None:
             storage.write_bytes_atomic("best_k_models.yaml", text)
         else:
@@ -659,10 +660,10 @@ class ModelCheckpoint(Checkpoint):
         ``best_model_path``, with a warning). On rank 0 the markers then have the last word: they
         say what the folder holds now, also what was deleted after that checkpoint was written."""
         if self.dirpath == state_dict.get("dirpath", self.dirpath):
-            self.best_model_score = _number(state_dict.get("best_model_score"))
+            self.best_model_score = _score(state_dict.get("best_model_score"))
             self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
-            self.kth_value = _number(state_dict.get("kth_value", self.kth_value))
-            self.best_k_models = {p: float(v) for p, v in state_dict.get("best_k_models", {}).items()}
+            self.kth_value = _score(state_dict.get("kth_value", self.kth_value))
+            self.best_k_models = {p: torch.tensor(float(v)) for p, v in state_dict.get("best_k_models", {}).items()}
             self.last_model_path = state_dict.get("last_model_path", self.last_model_path)
         else:
             warnings.warn(
@@ -686,16 +687,19 @@ class ModelCheckpoint(Checkpoint):
             self.protected.add(_name_of(str(resumed_from)))
 
     # -- pickling: the writer's thread and the storage client stay behind -----------------------
+    @property
+    def writer(self) -> CheckpointWriter:
+        """Runs this callback's save plans (inline, or in the background with ``async_save``)."""
+        if self._writer is None:
+            self._writer = CheckpointWriter(async_save=self.async_save)
+        return self._writer
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(writer=None, storage=None, sharded=None, _final=None)
+        state.update(_writer=None, storage=None, sharded=None, _final=None)
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.writer = CheckpointWriter(async_save=self.async_save)
 
-
-def _number(value: Any) -> float | None:
-    """A score as a float (Lightning keeps tensors in its state)."""
-    return None if value is None else float(value)
+def _score(value: Any) -> torch.Tensor | None:
+    """A score as a 0-d tensor, as Lightning keeps them (a float from an older state included)."""
+    return None if value is None else torch.tensor(float(value))
