@@ -420,17 +420,23 @@ class ModelCheckpoint(Checkpoint):
     def _free_name(self, base: str, suffix: str, mine: str = "") -> str:
         """``base + suffix``, or with ``enable_version_counter`` ``base-v1 + suffix``, ... while that
         name is taken by another checkpoint (``mine``, the one being replaced, does not count).
-        Without the counter a name is reused only when expconf wrote what it holds."""
-        name = base + suffix
+        Without the counter a name is reused when expconf wrote what it holds, and versioned only
+        when another tool's file (or the checkpoint resumed from) has it."""
         own = _name_of(mine)
-        if not self.enable_version_counter:
-            if name == own or name not in self._taken or (name in self._ours and name not in self.protected):
-                return name
-            log.warning("%s is not expconf's checkpoint: writing a versioned name instead", name)
-        version = self.STARTING_VERSION
-        while name != own and (name in self._taken or name in self.protected):
+
+        def usable(name: str) -> bool:
+            if name == own:
+                return True
+            if name in self.protected:
+                return False
+            return name not in self._taken or (not self.enable_version_counter and name in self._ours)
+
+        name, version = base + suffix, self.STARTING_VERSION
+        while not usable(name):
             name = f"{base}-v{version}{suffix}"
             version += 1
+        if not self.enable_version_counter and name != base + suffix:
+            log.warning("%s%s is not expconf's to overwrite: writing %s instead", base, suffix, name)
         return name
 
     def _claim(self, name: str) -> None:
@@ -465,12 +471,14 @@ class ModelCheckpoint(Checkpoint):
         if not end and step == self._last_saved_step:
             return self.last_model_path or None
         metrics = self.metrics(trainer)
-        base = format_checkpoint_name(self._template(), metrics, self.auto_insert_metric_name)
         if end and self._final is not None and self._final[0] == step:
             _, checkpoint, states = self._final
+            # The loop counted one more epoch since: the name tells the epoch of the saved state.
+            metrics["epoch"] = int(checkpoint.get("epoch", metrics["epoch"]))
         else:
             checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
             states = rng.gather(trainer)
+        base = format_checkpoint_name(self._template(), metrics, self.auto_insert_metric_name)
         shards = shard_state(checkpoint) if self.sharded else {}
         if self.sharded and (self.always_save_nemo or (end and self.save_nemo_on_train_end)):
             checkpoint["state_dict"] = full_model_state(trainer.lightning_module)  # the archive's weights
