@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 
 from bench.steplog import StepLog
+from expconf.batch import BatchSizes
 from expconf.config.data import DataConfig
 from expconf.config.model import GPTModelConfig
 from expconf.config.optim import OptimConfig
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         accelerator="cpu",
         devices=1,
         max_steps=int(job["steps"]),
-        accumulate_grad_batches=data_cfg.global_batch_size // data_cfg.micro_batch_size,
+        accumulate_grad_batches=BatchSizes.of(data_cfg).accumulate,
         gradient_clip_val=job["grad_clip"],
         limit_val_batches=0,
         num_sanity_val_steps=0,

@@ -1,4 +1,4 @@
-"""Lightning's own ModelCheckpoint tests, run against expconf.ModelCheckpoint (issue 12's yardstick).
+"""Lightning's own ModelCheckpoint tests, run against expconf.ModelCheckpoint (a yardstick of drop-in fidelity).
 
 Extracts ``tests/tests_pytorch/checkpointing/test_model_checkpoint.py`` and the helpers it needs
 from a Lightning git checkout into a scratch folder (nothing of Lightning is copied into this

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from expconf.batch import BatchSizes
 from expconf.config.data import DataConfig
 from expconf.config.model import GPTModelConfig
 from expconf.config.optim import OptimConfig
@@ -71,7 +72,7 @@ def raw_train(
     dataset = TokenWindows(train_path, data_cfg.seq_length, token_vocab)
     sampler = train_sampler(data_cfg, len(dataset), seed, 0, world_size)
     loader = make_loader(data_cfg, dataset, sampler, seed)
-    accumulate = data_cfg.global_batch_size // (data_cfg.micro_batch_size * world_size)
+    accumulate = BatchSizes.of(data_cfg, world_size).accumulate
     autocast = precision == "bf16-mixed" and device.startswith("cuda")
     result = RawResult(
         tokens_per_step=data_cfg.global_batch_size * data_cfg.seq_length, flops_per_token=gpt.flops_per_token()

@@ -88,17 +88,10 @@ def missing_help() -> list[str]:
 
 
 def group_options() -> dict[str, list[str]]:
-    """The config group options shipped with expconf (ConfigStore and conf/)."""
+    """The config group options shipped with expconf: the YAML files in conf/<group>/."""
     from importlib import resources
 
-    from hydra.core.config_store import ConfigStore
-
-    from expconf.config.store import register_all
-
-    register_all()
     groups: dict[str, set[str]] = {}
-    for group in ("trainer",):  # model presets are YAML files in conf/model/
-        groups.setdefault(group, set()).update(n.removesuffix(".yaml") for n in ConfigStore.instance().list(group))
     conf = resources.files("expconf.conf")
     for folder in conf.iterdir():
         if folder.is_dir() and not folder.name.startswith("_"):

@@ -1,6 +1,6 @@
 """expconf: typed, composable experiment configs for PyTorch Lightning.
 
-The public names of SPEC section 1 are imported lazily, so ``import expconf`` (and composing
+The public names (``__all__``) are imported lazily, so ``import expconf`` (and composing
 or printing a config) never pulls in torch or Lightning.
 """
 

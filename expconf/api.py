@@ -18,6 +18,7 @@ from expconf.callbacks.run_stats import RunStats, run_stats_lines
 from expconf.hparams import log_hyperparameters
 from expconf.logger import NeMoLogger
 from expconf.resume import AutoResume
+from expconf.rundir import resume_dir
 
 log = logging.getLogger("expconf")
 
@@ -129,9 +130,7 @@ def _check_resume_first(log: NeMoLogger, resume: AutoResume) -> None:
         return
     planned = log.planned_run_dir(resume_if_exists=True)
     ckpt = log.ckpt
-    where = resume.dirpath or (ckpt.dirpath if ckpt is not None and ckpt.dirpath else None)
-    if where is None and planned is not None:
-        where = f"{planned}/checkpoints"
+    where = resume_dir(planned, ckpt.dirpath if ckpt is not None else None, resume.dirpath)
     if where is not None:
         resume.check(str(where), getattr(ckpt, "storage_options", None))
 

@@ -12,6 +12,7 @@ import torch
 
 from expconf import launch, targets
 from expconf.api import TrainResult, train
+from expconf.batch import BatchSizes
 from expconf.callbacks.preemption import PreemptionCallback
 from expconf.callbacks.progress import StepProgressBar
 from expconf.callbacks.summary import ModelSummary
@@ -24,6 +25,7 @@ from expconf.config.root import RootConfig
 from expconf.config.trainer import TrainerConfig
 from expconf.console import quiet_library_noise
 from expconf.data import TokenDataModule
+from expconf.lightning_internals import wandb_init_args
 from expconf.logger import NeMoLogger, RunDirTensorBoardLogger
 from expconf.resume import AutoResume
 
@@ -60,8 +62,9 @@ def build_logger(cfg: LogConfig) -> NeMoLogger:
             offline=w.offline,
             log_model=w.log_model,
         )
-        if wandb._wandb_init.get("anonymous") is None:
-            wandb._wandb_init.pop("anonymous", None)  # Lightning passes None, W&B warns that it is ignored
+        init = wandb_init_args(wandb)
+        if init.get("anonymous") is None:
+            init.pop("anonymous", None)  # Lightning passes None, W&B warns that it is ignored
     tensorboard: Any = None
     if cfg.tensorboard.enabled:
         tensorboard = RunDirTensorBoardLogger(
@@ -135,7 +138,7 @@ def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     t = root.trainer
     world = world_size(t)
     root.validate(world_size=world)
-    accumulate = root.data.global_batch_size // (root.data.micro_batch_size * world)
+    accumulate = BatchSizes.of(root.data, world).accumulate
     kwargs: dict[str, Any] = {
         f.name: getattr(t, f.name)
         for f in dataclasses.fields(t)
@@ -180,28 +183,9 @@ def build(root: RootConfig) -> Built:
     return Built(model, data, trainer, build_logger(root.log), build_resume(root.resume))
 
 
-def check_remote(root: RootConfig) -> None:
-    """Fail before any step (and before the run dir exists) when a remote location cannot be used."""
-    from expconf import storage
-    from expconf.errors import ConfigError
-
-    storage.check_remote(root)
-    options = root.log.ckpt.storage_options
-    for key, url in (("resume.path", root.resume.path), ("resume.import_path", root.resume.import_path)):
-        if url and storage.is_remote(url):
-            parent, _, name = url.rstrip("/").rpartition("/")
-            try:
-                found = storage.Storage(parent, options).exists(name)
-            except Exception as e:  # every fsspec backend raises its own types
-                reason = " ".join(str(e).split())[:200] or type(e).__name__
-                raise ConfigError(key, url, f"a reachable checkpoint URL ({reason})") from e
-            if not found:
-                raise ConfigError(key, url, "an existing checkpoint", "nothing found at that URL")
-
-
 def run(root: RootConfig, task_config: dict[str, Any] | None = None, overrides: list[str] | None = None) -> TrainResult:
-    """Build and train; the CLI's whole job after composition and validation."""
-    check_remote(root)
+    """Build and train; the CLI's whole job after composition, validation and the remote probe
+    (:func:`expconf.storage.check_remote`, called once per run before this)."""
     built = build(root)
     from expconf.launch_ddp import JobRecord
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from expconf.batch import BatchSizes
 from expconf.config.data import DataConfig
 from expconf.sampler import ResumableSampler
 from expconf.tokens import (
@@ -65,16 +66,6 @@ class TokenDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.is_global_zero and stage == "fit":
             record_tokenizer(self.cfg, Path(trainer.default_root_dir))
 
-    @property
-    def train_path(self) -> Path | None:
-        """The train token file of the first source."""
-        return self.sources[0][1] if self.sources else None
-
-    @property
-    def val_path(self) -> Path | None:
-        """The validation token file of the first source."""
-        return self.sources[0][2] if self.sources else None
-
     def tokens_per_step(self) -> int:
         """Tokens in one optimizer step over all ranks."""
         return self.cfg.global_batch_size * self.cfg.seq_length
@@ -90,9 +81,9 @@ class TokenDataModule(pl.LightningDataModule):
         assert self.sources and self.vocab_size is not None
         ds = windows(self.sources, "train", self.cfg.seq_length, self.vocab_size)
         rank, world = self._world()
-        accumulate = max(self.cfg.global_batch_size // (self.cfg.micro_batch_size * world), 1)
-        full_steps = (len(ds) // world) // (self.cfg.micro_batch_size * accumulate)
-        epoch_steps = self._trainer_epoch_steps(full_steps * accumulate, accumulate)
+        batches = BatchSizes.of(self.cfg, world)
+        full_steps = (len(ds) // world) // batches.rank_step_samples
+        epoch_steps = self._trainer_epoch_steps(full_steps * batches.accumulate, batches.accumulate)
         self.sampler = train_sampler(self.cfg, len(ds), self.seed, rank, world, epoch_steps)
         if self._resume_step is not None:
             self.sampler.resume_at(self._resume_step)

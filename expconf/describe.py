@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from expconf.batch import BatchSizes
 from expconf.train import compose_root
 
 #: Bytes per parameter of (weights, gradients, AdamW state) and per activation value, by precision.
@@ -106,7 +107,7 @@ def describe(root: Any) -> Description:
     w_b, g_b, o_b, a_b = PRECISION_BYTES[precision]
     world = world_size(root.trainer)
     d = root.data
-    accumulate = d.global_batch_size // (d.micro_batch_size * world)
+    accumulate = BatchSizes.of(d, world).accumulate
     shards = world if "fsdp" in root.trainer.strategy else 1
     tokens = d.micro_batch_size * d.seq_length
     return Description(
@@ -176,7 +177,7 @@ def table_rows() -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ``python -m expconf.describe recipe=NAME [key=value ...]`` or ``--table``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    from expconf.train import _fail_or_raise
+    from expconf.cli.report import exit_on_error
 
     try:
         if args == ["--table"]:
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         root = compose_root(args)
         print(report(root, describe(root)))
     except Exception as e:
-        _fail_or_raise(e, args)  # a user mistake: one error line, exit 2
+        exit_on_error(e, args)  # one error line (exit 2) for a user mistake, else the traceback (exit 1)
         raise
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
 from expconf import launch
+from expconf.lightning_internals import default_hp_metric
 from expconf.redact import known_secrets, redact
 
 
@@ -71,7 +72,7 @@ def _tensorboard(logger: TensorBoardLogger, params: dict[str, Any]) -> None:
     hparams_file = os.path.join(logger.log_dir, logger.NAME_HPARAMS_FILE)
     if os.path.isfile(hparams_file) and open(hparams_file).read().strip() not in ("", "{}"):
         return  # a resumed run: this dir already has the config and its hparams session
-    if getattr(logger, "_default_hp_metric", False):
+    if default_hp_metric(logger):
         logger.log_hyperparams(params)  # Lightning writes the session itself, with hp_metric
         return
     logger.log_hyperparams(params)  # kept for hparams.yaml; no session is written without metrics

@@ -17,15 +17,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.strategies import DDPStrategy
-from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
 from expconf.launch import CHILD_CONFIG_ENV, config_digest, write_child_config
+from expconf.lightning_internals import SubprocessScriptLauncher
 from expconf.redact import collect_secrets, redact
 
 log = logging.getLogger("expconf")
 
 
-class ChildConfigLauncher(_SubprocessScriptLauncher):
+class ChildConfigLauncher(SubprocessScriptLauncher):
     """Starts local ranks 1..n-1 as ``python -m expconf.train`` children of this job."""
 
     def _call_children_scripts(self) -> None:

@@ -25,8 +25,19 @@ from expconf import decisions, launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.io import StorageCheckpointIO
 from expconf.checkpoint.naming import LAST_SUFFIX, default_template
-from expconf.config.log import check_name
+from expconf.config.log import check_name, check_rank_0_only
+from expconf.lightning_internals import (
+    forget_wandb_experiment,
+    point_logger_at,
+    set_default_root_dir,
+    set_wandb_id,
+    set_wandb_name,
+    set_wandb_save_dir,
+    wandb_experiment,
+    wandb_init_args,
+)
 from expconf.redact import RedactingFilter, collect_secrets, redact, redact_text
+from expconf.rundir import DEFAULT_LOG_DIR, TB_LOGS, checkpoint_dir, experiment_dir
 from expconf.storage import is_remote
 
 log = logging.getLogger("expconf")
@@ -118,7 +129,7 @@ class AppState(os.PathLike):  # type: ignore[type-arg]
 
 
 class NeMoLogger:
-    """Experiment logging of NeMo 2.0 with the same keyword arguments (SPEC section 3).
+    """Experiment logging of NeMo 2.0 with the same keyword arguments.
 
     ``setup(trainer)`` decides the run dir once for all ranks, writes the run files, points the
     loggers at it and installs ``ckpt``. Defaults are NeMo's: no TensorBoard logger of its own
@@ -142,8 +153,7 @@ class NeMoLogger:
         extra_loggers: list[Logger] | None = None,
         ckpt: ModelCheckpoint | LightningModelCheckpoint | None = None,
     ) -> None:
-        if log_local_rank_0_only and log_global_rank_0_only:
-            raise ValueError("NeMoLogger: log_local_rank_0_only and log_global_rank_0_only cannot both be true")
+        check_rank_0_only("NeMoLogger.", log_local_rank_0_only, log_global_rank_0_only)
         self.name = name or "default"
         check_name("name", self.name)  # each a single folder name: no '..', '/', control characters
         check_name("version", "v" if version is None else version)
@@ -171,7 +181,7 @@ class NeMoLogger:
             return Path(handed)
         if self.explicit_log_dir:
             return Path(self.explicit_log_dir)
-        base = Path(self.log_dir or "nemo_experiments") / self.name
+        base = experiment_dir(self.log_dir, self.name)
         if self.version:
             return base / str(self.version)
         if resume_if_exists or not self.use_datetime_version:
@@ -190,7 +200,7 @@ class NeMoLogger:
             planned = self.planned_run_dir(resume_if_exists)
             if planned is not None:
                 return reuse(planned)
-            base = Path(self.log_dir or "nemo_experiments") / self.name
+            base = experiment_dir(self.log_dir, self.name)
             return str(create_exclusive(base, time.strftime(DATETIME_FORMAT)).resolve())
 
         def reuse(path: Path) -> str:
@@ -225,7 +235,7 @@ class NeMoLogger:
         self._attach_file_log(run_dir, rank, local)
         if rank == 0:
             self._write_run_files(run_dir, task_config, overrides, secrets)
-        trainer._default_root_dir = str(run_dir)  # type: ignore[attr-defined]
+        set_default_root_dir(trainer, str(run_dir))
         self._attach_loggers(trainer, run_dir)
         self._attach_checkpointing(trainer, run_dir)
         return self.app_state(run_dir, resume_if_exists)
@@ -234,7 +244,7 @@ class NeMoLogger:
         """The ``AppState`` of ``run_dir`` as decided for this logger."""
         if self.explicit_log_dir:
             return AppState(run_dir, run_dir, "", "", self.files_to_copy, list(sys.argv))
-        base = Path(self.log_dir or "nemo_experiments").resolve()
+        base = Path(self.log_dir or DEFAULT_LOG_DIR).resolve()
         version = None if run_dir == (base / self.name) else run_dir.name
         return AppState(run_dir, base, self.name, version, self.files_to_copy, list(sys.argv))
 
@@ -281,7 +291,7 @@ class NeMoLogger:
         a TensorBoard logger given here takes the place of the Trainer's own TensorBoard logger."""
         if self.tensorboard is True:
             self.tensorboard = RunDirTensorBoardLogger(
-                save_dir=str(run_dir), name="tb_logs", version="", default_hp_metric=False
+                save_dir=str(run_dir), name=TB_LOGS, version="", default_hp_metric=False
             )
         tensorboard = self.tensorboard if isinstance(self.tensorboard, TensorBoardLogger) else None
         own = [lg for lg in trainer.loggers if not (tensorboard is not None and isinstance(lg, TensorBoardLogger))]
@@ -294,31 +304,26 @@ class NeMoLogger:
         loggers.extend(lg for lg in self.extra_loggers if lg not in loggers)
         if self.update_logger_directory:
             for lg in loggers:
-                if hasattr(lg, "_root_dir") and not isinstance(lg, WandbLogger):
-                    lg._root_dir = str(run_dir)  # type: ignore[attr-defined]
-                    if hasattr(lg, "_save_dir"):
-                        lg._save_dir = str(run_dir)  # type: ignore[attr-defined]
-                    lg._version = ""  # type: ignore[attr-defined]
+                if not isinstance(lg, WandbLogger):
+                    point_logger_at(lg, str(run_dir))
         trainer.loggers = loggers
 
     def _prepare_wandb(self, wandb: WandbLogger, run_dir: Path) -> None:
         """Point W&B at the run dir and reuse the run id a previous run of this dir created."""
+        init = wandb_init_args(wandb)
         if self.update_logger_directory:
-            wandb._save_dir = str(run_dir)
-            wandb._wandb_init["dir"] = str(run_dir)
-        if wandb._wandb_init.get("name") is None:
-            wandb._wandb_init["name"] = self.name
-            wandb._name = self.name
+            set_wandb_save_dir(wandb, str(run_dir))
+        if init.get("name") is None:
+            set_wandb_name(wandb, self.name)
         id_file = run_dir / WANDB_ID_FILE
-        run_id = wandb._wandb_init.get("id")
+        run_id = init.get("id")
         if run_id is None and id_file.is_file():
             run_id = id_file.read_text().strip()
         if run_id is None:
             # W&B run ids are short lowercase alphanumerics; wandb's own generator moved between releases.
             run_id = uuid.uuid4().hex[:8]
-        wandb._wandb_init["id"] = run_id
-        wandb._wandb_init.setdefault("resume", "allow")
-        wandb._id = run_id
+        set_wandb_id(wandb, run_id)
+        init.setdefault("resume", "allow")
         if launch.global_rank() == 0:
             id_file.write_text(str(run_id))
 
@@ -342,7 +347,7 @@ class NeMoLogger:
             if not _is_checkpoint_callback(c):
                 continue
             if not c.dirpath:
-                c.dirpath = str(run_dir / "checkpoints")
+                c.dirpath = checkpoint_dir(run_dir)
             if isinstance(c, (LightningModelCheckpoint, ModelCheckpoint)):
                 c.filename = c.filename or default_template(self.name, c.monitor)
                 c.CHECKPOINT_NAME_LAST = c.filename + LAST_SUFFIX  # as NeMo: '<filename>-last'
@@ -354,10 +359,10 @@ class NeMoLogger:
     def finish(self, exit_code: int = 0) -> None:
         """Finish the W&B run this logger started, so its files are complete when ``train`` returns
         and a later run in the same process starts (or resumes) its own run instead of reusing it."""
-        experiment = getattr(self.wandb, "_experiment", None) if self.wandb is not None else None
+        experiment = wandb_experiment(self.wandb) if self.wandb is not None else None
         if experiment is not None and hasattr(experiment, "finish"):
             experiment.finish(exit_code=exit_code)
-            self.wandb._experiment = None  # type: ignore[union-attr]  # a later use resumes the same id
+            forget_wandb_experiment(self.wandb)  # type: ignore[arg-type]  # a later use resumes the same id
 
     def teardown(self) -> None:
         """Detach the per-rank log file."""

@@ -149,7 +149,7 @@ def _resolver(doc: dict[str, Any]) -> Value:
 
 
 def migrate(block: dict[str, Any], source: str = "exp_manager", doc: dict[str, Any] | None = None) -> Migration:
-    """Map one ``exp_manager`` block onto the expconf config tree (SPEC section 7).
+    """Map one ``exp_manager`` block onto the expconf config tree (docs/migration.md).
 
     ``doc`` is the whole file the block came from; interpolations into it are resolved.
     """

@@ -13,6 +13,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from expconf.batch import BatchSizes
 from expconf.migrate_core import Migration, Unresolved, show
 
 Resolve = Callable[[Any, tuple[str, ...]], Any]
@@ -419,8 +420,10 @@ def migrate_batches(m: Migration, trainer: dict[str, Any], model: dict[str, Any]
                 "as NeMo's Megatron models did",
             )
         mbs, gbs = m.get("data.micro_batch_size"), m.get("data.global_batch_size")
-        if given and all(isinstance(x, int) for x in (mbs, gbs, count)) and gbs % (mbs * count * nodes) == 0:
-            m.python_only["accumulate_grad_batches"] = gbs // (mbs * count * nodes)
+        if given and isinstance(count, int) and all(isinstance(x, int) for x in (mbs, gbs)):
+            batches = BatchSizes(gbs, mbs, count * nodes)
+            if batches.even:
+                m.python_only["accumulate_grad_batches"] = batches.accumulate
         return
     batch = _train_batch_size(model, value)
     per_node = count or 1

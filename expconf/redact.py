@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 REDACTED = "***REDACTED***"
@@ -144,12 +146,31 @@ def scrub_argv() -> None:
     sys.argv[1:] = redact(sys.argv[1:], known_secrets())
 
 
-#: Secret values found in configs by :func:`collect_secrets`; every later redaction scrubs them too.
+#: Secret values found in configs by :func:`collect_secrets`, for the job in progress
+#: (:func:`job_secrets`); every redaction scrubs them too.
 _KNOWN: set[str] = set()
 
 
+@contextmanager
+def job_secrets(config: Any = None) -> Iterator[None]:
+    """Scope the remembered secrets to one job: inside the block only ``config``'s are known
+    (plus those collected during it); afterwards what was known before comes back.
+
+    So the next job of a sweep, or a second run in the same process, never redacts with this
+    job's secrets, and a job nested in another one leaves the outer job's intact.
+    """
+    outer = set(_KNOWN)
+    _KNOWN.clear()
+    collect_secrets(config or {})
+    try:
+        yield
+    finally:
+        _KNOWN.clear()
+        _KNOWN.update(outer)
+
+
 def known_secrets() -> list[str]:
-    """Every secret value seen so far in this process (configs and the environment)."""
+    """Every secret value known to the job in progress (its configs and the environment)."""
     return sorted(_KNOWN | set(secret_values()))
 
 
@@ -171,7 +192,8 @@ class RedactingFilter(logging.Filter):
 def collect_secrets(obj: Any) -> list[str]:
     """Values stored under secret keys anywhere in ``obj`` (to scrub them from free text too).
 
-    They are also remembered for :class:`RedactingFilter` and every later :func:`redact_text`.
+    They are also remembered, until the job ends, for :class:`RedactingFilter` and every later
+    :func:`redact_text`.
     Unresolved interpolations (``${oc.env:AWS_SECRET}``) are references, not secrets.
     """
     found = [v for v in _collect(obj) if not v.startswith("${")]

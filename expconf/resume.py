@@ -1,4 +1,4 @@
-"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from (SPEC section 5)."""
+"""``AutoResume``: decides, once for all ranks, which checkpoint a run resumes from."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 
 from expconf import decisions, launch
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
-from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX
+from expconf.checkpoint.naming import is_end, is_last
+from expconf.config.resume import check_one_source
 from expconf.errors import IncompleteCheckpointError, NotFoundError, TrainingCompletedError
+from expconf.rundir import resume_dir
 from expconf.storage import Storage
 
 log = logging.getLogger("expconf")
@@ -45,21 +47,6 @@ class RestoreConfig:
             )
 
 
-def _stem(name: str) -> str:
-    return name[: -len(".ckpt")] if name.endswith(".ckpt") else name
-
-
-def is_last(name: str) -> bool:
-    """Whether a checkpoint name (file or folder) ends in ``-last`` or is Lightning's ``last``."""
-    stem = _stem(name)
-    return stem.endswith(LAST_SUFFIX) or stem == "last"
-
-
-def is_end(name: str) -> bool:
-    """Whether a checkpoint name (file or folder) ends in ``-end``."""
-    return _stem(name).endswith(END_SUFFIX)
-
-
 def candidate_kind(name: str, meta: CheckpointMeta) -> str | None:
     """``"end"`` or ``"last"`` when resume may pick this complete or foreign checkpoint, else None.
     expconf's own say what they are in their marker (a Lightning-style ``last-v1.ckpt`` included)."""
@@ -81,7 +68,7 @@ class ResumeDecision:
 
 
 def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
-    """Apply the decision table of SPEC section 5 to one folder; raises for the error rows."""
+    """Apply the resume decision table (docs/run-dir-checkpoints-resume.md) to one folder; raises for the error rows."""
     listing = scan(storage)
     # Another tool's readable '-last' / '-end' checkpoints (a Lightning ModelCheckpoint's) count too.
     found = {**listing.foreign, **listing.complete}
@@ -119,7 +106,7 @@ def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
 
 
 class AutoResume:
-    """NeMo 2.0's AutoResume with the same keyword arguments and the fixes of SPEC section 5.
+    """NeMo 2.0's AutoResume with the same keyword arguments; its differences are in docs/migration.md.
 
     ``resume_from_path`` / ``resume_from_directory`` are NeMo's current names of ``path`` /
     ``dirpath``; ``import_path`` is the older spelling of ``restore_config=RestoreConfig(path)``.
@@ -142,10 +129,9 @@ class AutoResume:
         dirpath = _alias("dirpath", dirpath, "resume_from_directory", resume_from_directory)
         if import_path and restore_config is not None:
             raise ValueError("AutoResume: import_path and restore_config are the same setting (give one)")
-        if path and (import_path or restore_config is not None):
-            raise ValueError("AutoResume: path and import_path are mutually exclusive (pick one)")
         if restore_config is None and import_path:
             restore_config = RestoreConfig(path=import_path)
+        check_one_source("AutoResume.", path, restore_config.path if restore_config is not None else None)
         self.path = path
         self.dirpath = dirpath
         self.restore_config = restore_config
@@ -168,11 +154,7 @@ class AutoResume:
         """Where resume_if_exists looks: dirpath, else the checkpoint callback's dirpath, else run dir."""
         ckpt = getattr(trainer, "checkpoint_callback", None)
         options = dict(getattr(ckpt, "storage_options", {}) or {})
-        if self.dirpath:
-            return self.dirpath, options
-        if ckpt is not None and getattr(ckpt, "dirpath", None):
-            return str(ckpt.dirpath), options
-        return f"{trainer.default_root_dir}/checkpoints", options
+        return resume_dir(trainer.default_root_dir, getattr(ckpt, "dirpath", None), self.dirpath), options
 
     def setup(self, trainer: Any, model: Any = None) -> str | None:
         """Decide (once, shared by all ranks) what this run resumes from; set and return

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from expconf import rundir
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
 from expconf.resume import IncompleteCheckpointError, TrainingCompletedError, candidate_kind, decide
 from expconf.storage import Storage
@@ -42,19 +43,18 @@ def run_info(run_dir: Path) -> RunInfo:
         cfg = yaml.safe_load(path.read_text()) or {}
     ckpt = (cfg.get("log") or {}).get("ckpt") or {}
     resume = cfg.get("resume") or {}
-    where = resume.get("dirpath") or ckpt.get("dirpath") or str(run_dir / "checkpoints")
     return RunInfo(
         run_dir=run_dir,
-        ckpt_dir=str(where),
+        ckpt_dir=rundir.resume_dir(run_dir, ckpt.get("dirpath"), resume.get("dirpath")),
         monitor=ckpt.get("monitor", "val_loss"),
         mode=ckpt.get("mode", "min"),
         resume_past_end=bool(resume.get("resume_past_end", False)),
     )
 
 
-def _listing(where: str, storage: Storage) -> Listing:
+def _listing(storage: Storage) -> Listing:
     """The folder's listing; empty when a local folder does not exist (yet)."""
-    if "://" not in where and not Path(where).is_dir():
+    if not storage.remote and not Path(storage.url).is_dir():
         return Listing({}, [])
     return scan(storage)
 
@@ -74,7 +74,7 @@ def show(run_dir: Path, out: Any = None) -> int:
     storage = Storage(info.ckpt_dir)
     print(f"run dir:     {run_dir}", file=out)
     print(f"checkpoints: {storage.url}", file=out)
-    listing = _listing(info.ckpt_dir, storage)
+    listing = _listing(storage)
     found = {**listing.foreign, **listing.complete}
     candidates = {n: m for n, m in found.items() if candidate_kind(n, m)}
     print("candidates ('-last' / '-end', complete):", file=out)
@@ -141,7 +141,7 @@ def run_row(log_dir: Path, run_dir: Path) -> tuple[str, ...]:
     name, version = parts[0], "/".join(parts[1:]) or "-"
     kind = "sweep job" if is_sweep_job(run_dir) else "run"
     info = run_info(run_dir)
-    metas = list(_listing(info.ckpt_dir, Storage(info.ckpt_dir)).complete.values())
+    metas = list(_listing(Storage(info.ckpt_dir)).complete.values())
     last_step = max((m.global_step for m in metas), default=None)
     best = _best(metas, info.monitor, info.mode)
     state = (
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("show", help="candidates, incomplete checkpoints and what resume would pick")
     s.add_argument("run_dir", type=Path)
     listing = sub.add_parser("ls", help="a table of runs: state, last step, best metric, overrides")
-    listing.add_argument("log_dir", type=Path, nargs="?", default=Path("nemo_experiments"))
+    listing.add_argument("log_dir", type=Path, nargs="?", default=Path(rundir.DEFAULT_LOG_DIR))
     args = p.parse_args(argv)
     if args.command == "show":
         if not args.run_dir.is_dir():

@@ -231,8 +231,20 @@ class Storage:
 
 
 def check_remote(root: Any) -> None:
-    """Probe every remote checkpoint location of a validated RootConfig (``log.ckpt.dirpath``,
-    ``resume.dirpath``); raises a one-line ConfigError. Light: runs before torch is imported."""
+    """Probe every remote location of a validated RootConfig, once per run, before the run dir
+    exists: ``log.ckpt.dirpath`` and ``resume.dirpath`` must be writable, ``resume.path`` and
+    ``resume.import_path`` must exist. Raises a one-line ConfigError. Light: runs before torch
+    is imported."""
+    options = root.log.ckpt.storage_options
     for key, url in (("log.ckpt.dirpath", root.log.ckpt.dirpath), ("resume.dirpath", root.resume.dirpath)):
         if url and is_remote(url):
-            Storage(url, root.log.ckpt.storage_options).check_reachable(key)
+            Storage(url, options).check_reachable(key)
+    for key, url in (("resume.path", root.resume.path), ("resume.import_path", root.resume.import_path)):
+        if url and is_remote(url):
+            parent, _, name = url.rstrip("/").rpartition("/")
+            try:
+                found = Storage(parent, options).exists(name)
+            except Exception as e:  # every fsspec backend raises its own types
+                raise ConfigError(key, url, f"a reachable checkpoint URL ({describe(e)[:200]})") from e
+            if not found:
+                raise ConfigError(key, url, "an existing checkpoint", "nothing found at that URL")

@@ -3,7 +3,7 @@
 Hydra 1.3 would import and call anything a YAML names: ``_target_`` nodes (Hydra's own callbacks,
 launcher and sweeper included), ``()``/``class`` factories of its logging configs, ``ext://``
 objects and resolvers. expconf checks each against this list, per kind of use (:data:`KINDS`), after
-composition and before Hydra acts on it (:mod:`expconf.hydra_guard`). Entries: expconf's own,
+composition and before Hydra acts on it (:mod:`expconf.cli.hydra_guard`). Entries: expconf's own,
 Lightning's callbacks and loggers, the Hydra plugins expconf ships, those a user adds with
 :func:`allow`, and patterns in ``$EXPCONF_ALLOWED_TARGETS`` (comma-separated, ``my_pkg.models.*``
 style, every kind). The environment and code, not a config file, grant trust.

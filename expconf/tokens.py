@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from expconf.batch import BatchSizes
 from expconf.config.data import DataConfig
 from expconf.errors import ConfigError
 from expconf.sampler import ResumableSampler
@@ -316,13 +317,12 @@ def train_sampler(
     cfg: DataConfig, num_samples: int, seed: int, rank: int = 0, world: int = 1, epoch_steps: int | None = None
 ) -> ResumableSampler:
     """The training sampler: seeded, sharded by rank, epochs cut to whole optimizer steps."""
-    accumulate = max(cfg.global_batch_size // (cfg.micro_batch_size * world), 1)
     return ResumableSampler(
         num_samples,
         seed=seed,
         shuffle=cfg.shuffle,
         rank=rank,
         world_size=world,
-        step_samples=cfg.micro_batch_size * accumulate,
+        step_samples=BatchSizes.of(cfg, world).rank_step_samples,
         epoch_steps=epoch_steps,
     )

@@ -8,9 +8,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,3 +128,31 @@ def compose_and_validate(args: list[str], monkeypatch: pytest.MonkeyPatch) -> An
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     train_main(args)
     return seen["root"]
+
+
+def quiet_trainer(
+    root: Path | str | None = None, callbacks: list[pl.Callback] | None = None, **kwargs: Any
+) -> pl.Trainer:
+    """A CPU ``pl.Trainer`` that prints nothing: no logger, progress bar or model summary.
+
+    ``root`` is its ``default_root_dir``; ``kwargs`` add to or replace any of these settings.
+    """
+    import pytorch_lightning as pl
+
+    kwargs.setdefault("logger", False)
+    kwargs.setdefault("enable_progress_bar", False)
+    kwargs.setdefault("enable_model_summary", False)
+    kwargs.setdefault("accelerator", "cpu")
+    if root is not None:
+        kwargs["default_root_dir"] = str(root)
+    return pl.Trainer(callbacks=callbacks or [], **kwargs)
+
+
+def make_trainer(
+    root: Path | str | None, max_steps: int, callbacks: list[pl.Callback] | None = None, **kwargs: Any
+) -> pl.Trainer:
+    """A :func:`quiet_trainer` for ``max_steps`` that validates one batch every 2 steps, no sanity check."""
+    kwargs.setdefault("val_check_interval", 2)
+    kwargs.setdefault("limit_val_batches", 1)
+    kwargs.setdefault("num_sanity_val_steps", 0)
+    return quiet_trainer(root, callbacks, max_steps=max_steps, **kwargs)

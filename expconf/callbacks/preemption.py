@@ -13,6 +13,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from expconf.lightning_internals import skip_next_validation, take_over_sigterm
+
 log = logging.getLogger(__name__)
 
 #: Exit status after a preemption checkpoint: EX_TEMPFAIL from sysexits.h, "try again later".
@@ -96,9 +98,7 @@ class PreemptionCallback(Callback):
         self.install()
         # A SIGTERM during setup, restore or sanity checking reached Lightning's handler, which
         # would raise after the first step and lose it: take the request over instead.
-        connector = getattr(trainer, "_signal_connector", None)
-        if self.sig == signal.SIGTERM and connector is not None and connector.received_sigterm:
-            connector.received_sigterm = False
+        if self.sig == signal.SIGTERM and take_over_sigterm(trainer):
             self.received = True
             self._received_at = time.monotonic()
 
@@ -123,7 +123,7 @@ class PreemptionCallback(Callback):
             trainer.save_checkpoint(os.path.join(trainer.default_root_dir, "checkpoints", "preempted-last.ckpt"))
         trainer.should_stop = True
         # Lightning validates before honouring should_stop; a preempted job has no time for it.
-        trainer.fit_loop.epoch_loop._skip_next_val = True
+        skip_next_validation(trainer)
         log.warning("preemption checkpoint written at step %d; stopping", trainer.global_step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

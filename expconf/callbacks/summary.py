@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 from pytorch_lightning.callbacks import ModelSummary as LightningModelSummary
-from pytorch_lightning.utilities.model_summary.model_summary import _format_summary_table
+
+from expconf.lightning_internals import format_summary_table
 
 log = logging.getLogger("pytorch_lightning.callbacks.model_summary")
 
@@ -37,7 +38,7 @@ class ModelSummary(LightningModelSummary):
             )
             return
         columns = [c for c in summary_data if c[0] != "FLOPs"]
-        table = _format_summary_table(
+        table = format_summary_table(
             total_parameters, trainable_parameters, model_size, total_training_modes, 0, *columns
         )
         head, _, last = table.rpartition("\n")

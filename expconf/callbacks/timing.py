@@ -9,6 +9,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from expconf.lightning_internals import logs_this_step
+
 
 class TimingCallback(Callback):
     """Logs ``train_step_timing in s``, ``train_backward_timing in s``, validation and test step
@@ -60,8 +62,7 @@ class TimingCallback(Callback):
     @staticmethod
     def _logging_step(trainer: pl.Trainer) -> bool:
         """Whether Lightning writes this step's metrics to the loggers (always, if it cannot tell)."""
-        connector = getattr(trainer, "_logger_connector", None)
-        return bool(getattr(connector, "should_update_logs", True))
+        return logs_this_step(trainer)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int

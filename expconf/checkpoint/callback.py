@@ -1,6 +1,6 @@
 """``ModelCheckpoint``: NeMo 2.0's checkpoint callback with atomic, metadata-driven top-k.
 
-Differences from Lightning's and NeMo's (SPEC section 4): scores and steps come from each
+Differences from Lightning's and NeMo's (docs/run-dir-checkpoints-resume.md): scores and steps come from each
 checkpoint's marker, never from its file name; a resumed run rebuilds its top-k from those
 markers; writes are atomic on local disks and object stores; ``async_save`` keeps the loop
 waiting only while the state is staged; and the random-number states of every rank travel
@@ -26,6 +26,10 @@ from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, Listing, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
+from expconf.config.ckpt import check_checkpoint_arguments
+from expconf.errors import ConfigError
+from expconf.lightning_internals import dump_checkpoint
+from expconf.rundir import checkpoint_dir
 from expconf.sharded_ckpt import ShardedCheckpoints, full_model_state, shard_state
 from expconf.storage import Storage, is_remote
 
@@ -37,39 +41,8 @@ def _name_of(path: str) -> str:
     return str(path).rstrip("/").rsplit("/", 1)[-1] if path else ""
 
 
-class CheckpointArgumentError(MisconfigurationException, ValueError):
-    """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type)."""
-
-
-def _check_arguments(
-    mode: str,
-    save_top_k: int,
-    every_n_train_steps: int | None,
-    every_n_epochs: int | None,
-    train_time_interval: timedelta | float | None,
-) -> None:
-    if mode not in ("min", "max"):
-        raise CheckpointArgumentError(f"ModelCheckpoint: `mode` can be 'min' or 'max' but got {mode}")
-    if save_top_k < -1:
-        raise CheckpointArgumentError(f"ModelCheckpoint save_top_k={save_top_k}: Must be >= -1")
-    for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
-        if n is not None and n < 0:
-            raise CheckpointArgumentError(f"ModelCheckpoint {key}={n}: Must be >= 0")
-    given = [n for n in (every_n_train_steps, every_n_epochs, train_time_interval) if n]
-    if len(given) > 1:
-        raise CheckpointArgumentError(
-            "ModelCheckpoint: Combination of parameters every_n_train_steps, every_n_epochs and "
-            "train_time_interval should be mutually exclusive (set one)"
-        )
-
-
-def _check_monitor_top_k(monitor: str | None, save_top_k: int) -> None:
-    """Without a monitor there is no ranking: keep all (-1), none (0) or the newest (1), as Lightning."""
-    if monitor is None and save_top_k not in (-1, 0, 1):
-        raise CheckpointArgumentError(
-            f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None) is not a valid configuration: "
-            "without a monitor, save_top_k must be -1 (all), 0 (none) or 1 (the newest)"
-        )
+class CheckpointArgumentError(ConfigError, MisconfigurationException):
+    """A ModelCheckpoint argument out of range (a ValueError, and Lightning's exception type and wording)."""
 
 
 class ModelCheckpoint(Checkpoint):
@@ -121,8 +94,19 @@ class ModelCheckpoint(Checkpoint):
         always_save_context: bool = False,
         save_context_on_train_end: bool = False,
     ) -> None:
-        _check_arguments(mode, save_top_k, every_n_train_steps, every_n_epochs, train_time_interval)
-        _check_monitor_top_k(monitor, save_top_k)
+        try:
+            check_checkpoint_arguments(
+                "ModelCheckpoint.",
+                mode=mode,
+                monitor=monitor,
+                save_top_k=save_top_k,
+                every_n_train_steps=every_n_train_steps,
+                every_n_epochs=every_n_epochs,
+                train_time_interval=train_time_interval,
+                lightning_wording=True,
+            )
+        except ConfigError as e:
+            raise CheckpointArgumentError(e.key, e.value, e.expected, e.hint, message=str(e)) from None
         if dirpath is not None and not is_remote(str(dirpath)):
             dirpath = os.path.realpath(os.path.expanduser(str(dirpath)))  # as Lightning: ~ and relative paths
         self.dirpath = dirpath
@@ -207,10 +191,7 @@ class ModelCheckpoint(Checkpoint):
 
     def resolved_dirpath(self, trainer: pl.Trainer | None = None) -> str:
         """The checkpoint folder: dirpath, else the trainer's default_root_dir/checkpoints."""
-        if self.dirpath:
-            return str(self.dirpath)
-        root = trainer.default_root_dir if trainer is not None else "."
-        return f"{root}/checkpoints"
+        return checkpoint_dir(trainer.default_root_dir if trainer is not None else ".", self.dirpath)
 
     def get_storage(self, trainer: pl.Trainer | None = None) -> Storage:
         """The Storage of the checkpoint folder."""
@@ -280,7 +261,7 @@ class ModelCheckpoint(Checkpoint):
             # The '-end' checkpoint keeps the loop state of this moment, the point every other save
             # uses: Lightning's loops advance their counters once more before on_train_end, and a
             # run resumed past the end from such a state would replay or skip a step.
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            checkpoint = dump_checkpoint(trainer, self.save_weights_only)
             states = rng.gather(trainer)
             # Only rank 0 writes; a CPU copy keeps the state of this moment until on_train_end.
             kept = stage(checkpoint) if trainer.is_global_zero or self.sharded else {}
@@ -371,7 +352,7 @@ class ModelCheckpoint(Checkpoint):
             return
         metrics = self.metrics(trainer)
         base = format_checkpoint_name(self._template(), metrics, self.auto_insert_metric_name)
-        checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+        checkpoint = dump_checkpoint(trainer, self.save_weights_only)
         checkpoint["expconf_rng"] = {"per_rank": [rng.capture()]}
         checkpoint["expconf"] = {"kind": "exception", "global_step": metrics["step"]}
         storage = self.get_storage(trainer)
@@ -476,7 +457,7 @@ class ModelCheckpoint(Checkpoint):
             # The loop counted one more epoch since: the name tells the epoch of the saved state.
             metrics["epoch"] = int(checkpoint.get("epoch", metrics["epoch"]))
         else:
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(self.save_weights_only)
+            checkpoint = dump_checkpoint(trainer, self.save_weights_only)
             states = rng.gather(trainer)
         base = format_checkpoint_name(self._template(), metrics, self.auto_insert_metric_name)
         shards = shard_state(checkpoint) if self.sharded else {}

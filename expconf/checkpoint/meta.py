@@ -171,9 +171,3 @@ def clean_incomplete(storage: Storage, listing: Listing, keep: set[str] | None =
         storage.remove(name)
         removed.append(name)
     return removed
-
-
-def read_payload_meta(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The metadata copy stored inside a loaded checkpoint, if any."""
-    meta = checkpoint.get("expconf", {})
-    return meta if isinstance(meta, dict) else {}

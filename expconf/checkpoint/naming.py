@@ -10,6 +10,21 @@ END_SUFFIX = "-end"
 _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
 
+def _stem(name: str) -> str:
+    return name[: -len(".ckpt")] if name.endswith(".ckpt") else name
+
+
+def is_last(name: str) -> bool:
+    """Whether a checkpoint name (file or folder) ends in ``-last`` or is Lightning's ``last``."""
+    stem = _stem(name)
+    return stem.endswith(LAST_SUFFIX) or stem == "last"
+
+
+def is_end(name: str) -> bool:
+    """Whether a checkpoint name (file or folder) ends in ``-end``."""
+    return _stem(name).endswith(END_SUFFIX)
+
+
 def default_template(name: str, monitor: str | None) -> str:
     """``<name>--{<monitor>:.4f}-{epoch}-{step}`` (without the metric when nothing is monitored)."""
     if monitor:
@@ -31,8 +46,3 @@ def format_checkpoint_name(
         return f"{key.replace('/', '_')}={text}" if auto_insert_metric_name else text
 
     return _GROUP.sub(fill, template).replace("/", "_")
-
-
-def template_fields(template: str) -> list[str]:
-    """The metric names a template uses."""
-    return [m.group(1).strip() for m in _GROUP.finditer(template)]

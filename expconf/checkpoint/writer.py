@@ -12,7 +12,6 @@ import logging
 import os
 import queue
 import threading
-import time
 import uuid
 import weakref
 from collections.abc import Callable
@@ -141,7 +140,6 @@ class CheckpointWriter:
         self._error: BaseException | None = None
         self._error_label = ""
         self._staged: Any = None
-        self.last_write_seconds = 0.0
         _WRITERS.add(self)
 
     def stage(self, obj: Any) -> Any:
@@ -203,7 +201,6 @@ class CheckpointWriter:
                 self._queue.task_done()
 
     def _run(self, plan: SavePlan) -> None:
-        t0 = time.perf_counter()
         try:
             for step in plan.steps:
                 step()
@@ -213,4 +210,3 @@ class CheckpointWriter:
                 log.warning("background checkpoint write failed (%s): %s", plan.label, describe(e))
             if self._error is None:
                 self._error, self._error_label = e, plan.label
-        self.last_write_seconds = time.perf_counter() - t0

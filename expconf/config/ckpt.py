@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Optional
 
-from expconf.config.fields import check_choice, doc, require
+from expconf.config.fields import doc, require
+from expconf.errors import ConfigError
 
 
 @dataclass
@@ -39,20 +41,14 @@ class CheckpointConfig:
 
     def validate(self, prefix: str = "log.ckpt") -> None:
         """Check choices and ranges; raises ConfigError."""
-        check_choice(f"{prefix}.mode", self.mode, ("min", "max"))
-        require(self.save_top_k >= -1, f"{prefix}.save_top_k", self.save_top_k, "an integer >= -1")
-        for key in ("every_n_train_steps", "every_n_epochs"):
-            v = getattr(self, key)
-            require(v is None or v >= 1, f"{prefix}.{key}", v, "null or an integer >= 1")
-        t = self.train_time_interval
-        require(t is None or t > 0, f"{prefix}.train_time_interval", t, "null or a number of seconds > 0")
-        triggers = [k for k in ("every_n_train_steps", "every_n_epochs", "train_time_interval") if getattr(self, k)]
-        require(
-            len(triggers) <= 1,
-            f"{prefix}.{triggers[-1] if triggers else 'train_time_interval'}",
-            getattr(self, triggers[-1]) if triggers else None,
-            "null when " + " or ".join(f"{prefix}.{k}" for k in triggers[:-1]) + " is set",
-            "the save triggers are mutually exclusive",
+        check_checkpoint_arguments(
+            f"{prefix}.",
+            mode=self.mode,
+            monitor=self.monitor,
+            save_top_k=self.save_top_k,
+            every_n_train_steps=self.every_n_train_steps,
+            every_n_epochs=self.every_n_epochs,
+            train_time_interval=self.train_time_interval,
         )
         if self.filename is not None:
             require(
@@ -67,6 +63,66 @@ class CheckpointConfig:
                 self.filename,
                 "a template with balanced braces such as gpt--{val_loss:.2f}-{step}",
             )
+
+
+def check_checkpoint_arguments(
+    prefix: str,
+    *,
+    mode: str,
+    monitor: str | None,
+    save_top_k: int,
+    every_n_train_steps: int | None,
+    every_n_epochs: int | None,
+    train_time_interval: timedelta | float | None,
+    lightning_wording: bool = False,
+) -> None:
+    """The rules ``log.ckpt`` and :class:`expconf.ModelCheckpoint` share, with Lightning's ranges.
+
+    Raises :class:`ConfigError` naming ``prefix + key`` (``log.ckpt.`` or ``ModelCheckpoint.``);
+    with ``lightning_wording`` its text is Lightning's ``ModelCheckpoint`` message, which code
+    written against Lightning matches.
+    """
+
+    def refuse(key: str, value: Any, expected: str, lightning: str, hint: str = "") -> None:
+        message = f"ModelCheckpoint: {lightning}" if lightning_wording else None
+        raise ConfigError(f"{prefix}{key}", value, expected, hint, message=message)
+
+    if mode not in ("min", "max"):
+        refuse("mode", mode, "one of 'min', 'max'", f"`mode` can be min, max but got {mode}")
+    if save_top_k < -1:
+        refuse(
+            "save_top_k", save_top_k, "an integer >= -1", f"Invalid value for save_top_k={save_top_k}. Must be >= -1"
+        )
+    if monitor is None and save_top_k not in (-1, 0, 1):  # nothing ranks: all, none or the newest
+        refuse(
+            "save_top_k",
+            save_top_k,
+            "-1 (all), 0 (none) or 1 (the newest) when monitor is null",
+            f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None) is not a valid configuration. "
+            "No quantity for top_k to track.",
+        )
+    for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
+        if n is not None and n < 0:
+            refuse(key, n, "null, 0 (off) or an integer >= 1", f"Invalid value for {key}={n}. Must be >= 0")
+    t = train_time_interval
+    if t is not None and (t.total_seconds() if isinstance(t, timedelta) else t) < 0:
+        refuse(
+            "train_time_interval",
+            t,
+            "null or a number of seconds >= 0",
+            f"Invalid value for train_time_interval={t}. Must be >= 0 seconds",
+        )
+    given = {"every_n_train_steps": every_n_train_steps, "every_n_epochs": every_n_epochs, "train_time_interval": t}
+    triggers = [k for k, v in given.items() if v]
+    if len(triggers) > 1:
+        refuse(
+            triggers[-1],
+            given[triggers[-1]],
+            "null when " + " or ".join(f"{prefix}{k}" for k in triggers[:-1]) + " is set",
+            f"Combination of parameters every_n_train_steps={every_n_train_steps}, every_n_epochs={every_n_epochs} "
+            f"and train_time_interval={t} should be mutually exclusive.",
+            "the save triggers are mutually exclusive",
+        )
 
 
 def _template_ok(template: str) -> bool:

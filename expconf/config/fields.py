@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from expconf.errors import ConfigError
+from expconf.storage import is_remote
 
 
 def doc(default: Any = dataclasses.MISSING, help: str = "", factory: Callable[[], Any] | None = None) -> Any:
@@ -14,14 +15,6 @@ def doc(default: Any = dataclasses.MISSING, help: str = "", factory: Callable[[]
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
-
-
-def field_help(cls: type, name: str) -> str:
-    """The help text of field ``name`` of dataclass ``cls``."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return str(f.metadata.get("help", ""))
-    return ""
 
 
 def require(ok: bool, key: str, value: Any, expected: str, hint: str = "") -> None:
@@ -35,18 +28,9 @@ def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
     require(value in choices, key, value, "one of " + ", ".join(repr(c) for c in choices))
 
 
-def check_positive_or_none(key: str, value: Any) -> None:
-    """Raise unless ``value`` is None or a positive number."""
-    require(value is None or value > 0, key, value, "a positive number or null")
-
-
-def is_remote(path: str) -> bool:
-    """True for URLs with a scheme other than ``file://`` (checked by reachability, not here)."""
-    return "://" in path and not path.startswith("file://")
-
-
 def check_local_path(key: str, path: str | None, expected: str, *, kind: str = "any") -> None:
-    """Raise unless local ``path`` exists (``kind``: any, file or dir); None and remote URLs pass."""
+    """Raise unless local ``path`` exists (``kind``: any, file or dir); None and remote URLs pass
+    (those are probed for reachability by :func:`expconf.storage.check_remote`)."""
     import os
 
     if path is None or is_remote(path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Optional
 from expconf.config.ckpt import CheckpointConfig
 from expconf.config.fields import doc, require
 from expconf.errors import ConfigError
+from expconf.rundir import TB_LOGS
 
 #: Longest ``log.name`` / ``log.version`` in bytes: one folder name, with room for ``_<k>`` suffixes
 #: and the file names inside it (file systems allow 255 bytes per name).
@@ -44,6 +46,17 @@ def check_name(key: str, value: Any) -> None:
         )
 
 
+def check_rank_0_only(prefix: str, local_only: bool, global_only: bool) -> None:
+    """Raise :class:`ConfigError` when both rank-0-only flags are set (``log.`` or ``NeMoLogger.`` keys)."""
+    require(
+        not (local_only and global_only),
+        f"{prefix}log_global_rank_0_only",
+        True,
+        f"false when {prefix}log_local_rank_0_only is true",
+        "at most one of the rank-0-only flags: log_local_rank_0_only and log_global_rank_0_only cannot both be true",
+    )
+
+
 def written_by_expconf(folder: Path) -> bool:
     """Whether ``folder`` is a run dir (expconf or NeMo wrote its ``cmd-args.log`` and rank logs)."""
     return (folder / "cmd-args.log").is_file() or any(folder.glob("nemo_log_globalrank-*"))
@@ -73,7 +86,7 @@ class TensorBoardConfig:
     """TensorBoard event files under the run dir."""
 
     enabled: bool = doc(True, "write TensorBoard event files")
-    name: str = doc("tb_logs", "folder inside the run dir")
+    name: str = doc(TB_LOGS, "folder inside the run dir")
 
 
 @dataclass
@@ -99,13 +112,7 @@ class LogConfig:
 
     def validate(self) -> None:
         """Check the flags and nested configs; raises ConfigError."""
-        require(
-            not (self.log_local_rank_0_only and self.log_global_rank_0_only),
-            "log.log_global_rank_0_only",
-            True,
-            "false when log.log_local_rank_0_only is true",
-            "at most one of the rank-0-only flags",
-        )
+        check_rank_0_only("log.", self.log_local_rank_0_only, self.log_global_rank_0_only)
         check_name("log.name", self.name)
         if self.version is not None:
             check_name("log.version", self.version)
@@ -133,15 +140,12 @@ class LogConfig:
             )
 
     def logger_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``NeMoLogger`` (loggers and ckpt are built separately)."""
-        return {
-            "name": self.name,
-            "log_dir": self.log_dir,
-            "explicit_log_dir": self.explicit_log_dir,
-            "version": self.version,
-            "use_datetime_version": self.use_datetime_version,
-            "log_local_rank_0_only": self.log_local_rank_0_only,
-            "log_global_rank_0_only": self.log_global_rank_0_only,
-            "files_to_copy": list(self.files_to_copy) if self.files_to_copy else None,
-            "update_logger_directory": self.update_logger_directory,
+        """Keyword arguments for ``NeMoLogger``: every field but the loggers and ckpt (built
+        separately) and the config-only ``allow_existing_dir``."""
+        kwargs = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("ckpt", "wandb", "tensorboard", "allow_existing_dir")
         }
+        kwargs["files_to_copy"] = list(self.files_to_copy) if self.files_to_copy else None
+        return kwargs

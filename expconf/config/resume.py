@@ -23,10 +23,16 @@ class ResumeConfig:
 
     def validate(self) -> None:
         """Check the mutually exclusive paths; raises ConfigError."""
-        require(
-            not (self.path and self.import_path),
-            "resume.import_path",
-            self.import_path,
-            "null when resume.path is set",
-            "path and import_path are mutually exclusive",
-        )
+        check_one_source("resume.", self.path, self.import_path)
+
+
+def check_one_source(prefix: str, path: str | None, import_path: str | None) -> None:
+    """Raise :class:`ConfigError` when both ``path`` and ``import_path`` are given (``resume.`` or
+    ``AutoResume.`` keys): a run either resumes or starts from imported weights."""
+    require(
+        not (path and import_path),
+        f"{prefix}import_path",
+        import_path,
+        f"null when {prefix}path is set",
+        "path and import_path are mutually exclusive",
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from expconf.batch import BatchSizes
 from expconf.config.callbacks import CallbacksConfig
 from expconf.config.data import DataConfig
 from expconf.config.fields import check_local_path, doc, require
@@ -12,11 +13,12 @@ from expconf.config.model import GPTModelConfig
 from expconf.config.optim import OptimConfig
 from expconf.config.resume import ResumeConfig
 from expconf.config.trainer import TrainerConfig
+from expconf.storage import is_remote
 
 
 @dataclass
 class RootConfig:
-    """Everything one training run needs. Root keys follow SPEC section 2."""
+    """Everything one training run needs: one root key per section, plus the seed."""
 
     trainer: TrainerConfig = doc(help="pytorch_lightning.Trainer arguments", factory=TrainerConfig)
     log: LogConfig = doc(help="NeMoLogger: run dir, loggers, checkpoints", factory=LogConfig)
@@ -39,13 +41,7 @@ class RootConfig:
         require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         if world_size is None:
             world_size = self.trainer.devices_per_node(0) * self.trainer.num_nodes
-        mbs, gbs = self.data.micro_batch_size, self.data.global_batch_size
-        require(
-            gbs % (mbs * world_size) == 0,
-            "data.global_batch_size",
-            gbs,
-            f"a multiple of data.micro_batch_size x devices x nodes = {mbs} x {world_size}",
-        )
+        BatchSizes.of(self.data, world_size).check()
 
     def validate_paths(self) -> None:
         """Local paths that must exist before anything is written; raises ConfigError."""
@@ -62,7 +58,7 @@ class RootConfig:
             check_local_path(f"log.files_to_copy[{i}]", name, "an existing file to copy into the run dir")
         for key in ("log_dir", "explicit_log_dir"):
             value = getattr(self.log, key)
-            if value and not value.startswith(("s3://", "gs://")):
+            if value and not is_remote(value):
                 import os
 
                 require(not os.path.isfile(value), f"log.{key}", value, "a folder (this path is a file)")

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from expconf.config.root import RootConfig
+from expconf.rundir import DEFAULT_LOG_DIR
 
 #: Name of the root schema in the ConfigStore; conf/expconf.yaml puts it first in its defaults.
 ROOT_SCHEMA = "expconf_schema"
-
-#: ``trainer=NAME`` presets: partial, so they layer on top of the recipe instead of resetting it.
-TRAINER_PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"accelerator": "cpu", "devices": 1},
-    "gpu": {"accelerator": "gpu", "devices": "auto", "precision": "bf16-mixed"},
-    "ddp_cpu": {"accelerator": "cpu", "devices": 2, "strategy": "ddp"},
-}
 
 _registered: set[tuple[str | None, str]] = set()
 
@@ -50,9 +47,25 @@ def _exists(cs: ConfigStore, group: str | None, name: str) -> bool:
     return isinstance(repo, dict) and f"{name}.yaml" in repo
 
 
-#: (log dir, sweep dir) pairs Hydra resolved in this process, absolute: a sweep stopped by a config
-#: error removes what it made, from the sweep dir up to the log dir and never above.
-sweep_dirs: set[tuple[str, str]] = set()
+#: (log dir, sweep dir) pairs Hydra resolved during the command in progress, absolute: a sweep
+#: stopped by a config error removes what it made, from the sweep dir up to the log dir and never above.
+_sweep_dirs: ContextVar[set[tuple[str, str]] | None] = ContextVar("expconf_sweep_dirs", default=None)
+
+
+@contextmanager
+def recording_sweep_dirs() -> Iterator[set[tuple[str, str]]]:
+    """Collect the sweep dirs resolved inside the block (one command) into a new set, yielded."""
+    found: set[tuple[str, str]] = set()
+    token = _sweep_dirs.set(found)
+    try:
+        yield found
+    finally:
+        _sweep_dirs.reset(token)
+
+
+def recorded_sweep_dirs() -> set[tuple[str, str]]:
+    """The sweep dirs resolved so far by the command in progress (none outside :func:`recording_sweep_dirs`)."""
+    return set(_sweep_dirs.get() or ())
 
 
 def sweep_dir(*, _root_: Any) -> str:
@@ -62,19 +75,18 @@ def sweep_dir(*, _root_: Any) -> str:
     """
     if "log" not in _root_:
         return "<log.log_dir>/<log.name>"
-    root = _root_.log.log_dir or "nemo_experiments"
+    root = _root_.log.log_dir or DEFAULT_LOG_DIR
     path = os.path.join(root, _root_.log.name or "default")
-    sweep_dirs.add((os.path.abspath(root), os.path.abspath(path)))
+    found = _sweep_dirs.get()
+    if found is not None:
+        found.add((os.path.abspath(root), os.path.abspath(path)))
     return path
 
 
 def register_all() -> None:
-    """Register the root schema, the group options and the resolvers (idempotent)."""
+    """Register the root schema and the resolvers (idempotent); group options are YAML in conf/."""
     if (None, ROOT_SCHEMA) in _registered:
         return
     store(RootConfig, name=ROOT_SCHEMA)
-    # Trainer presets set only their own keys, so a recipe's max_steps etc. survive `trainer=gpu`.
-    for name, preset in TRAINER_PRESETS.items():
-        store(preset, group="trainer", name=name, package="trainer")
     if not OmegaConf.has_resolver("expconf_sweep_dir"):
         OmegaConf.register_new_resolver("expconf_sweep_dir", sweep_dir)

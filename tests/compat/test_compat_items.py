@@ -1,4 +1,4 @@
-"""Issue 12, items 1-10: NeMo 2.0 and Lightning code that uses expconf's objects from Python."""
+"""NeMo 2.0 and Lightning code that uses expconf's objects from Python."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from compat_toys import Toy, make_trainer
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from toys import Toy
 
 import expconf
 from expconf import launch
 from expconf.checkpoint.meta import MARKER_SUFFIX
-from helpers import REPO
+from helpers import REPO, make_trainer
 
 
 def test_item01_decisions_belong_to_the_run_that_made_them(tmp_path: Path) -> None:
@@ -158,6 +159,31 @@ def test_item08_every_lightning_and_nemo_keyword_is_accepted() -> None:
         expconf.AutoResume(path="a.ckpt", resume_from_path="b.ckpt")
 
 
+@pytest.mark.parametrize(
+    ("arguments", "lightnings_pattern"),
+    [
+        ({"save_top_k": -2}, r".*Must be >= -1"),
+        ({"every_n_epochs": -1}, r".*Must be >= 0"),
+        ({"every_n_train_steps": -1}, r".*Must be >= 0"),
+        ({"mode": "unknown_option"}, r"`mode` can be .* but got unknown_option"),
+        ({"every_n_train_steps": 1, "every_n_epochs": 2}, r".*Combination of parameters every_n_train_steps"),
+        (
+            {"train_time_interval": timedelta(minutes=1), "every_n_epochs": 2},
+            r".*Combination of parameters every_n_train_steps",
+        ),
+    ],
+)
+def test_item08_argument_errors_keep_lightnings_type_and_wording(
+    arguments: dict[str, object], lightnings_pattern: str
+) -> None:
+    """The patterns Lightning's own ModelCheckpoint tests match (test_invalid_top_k, ...)."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    with pytest.raises(MisconfigurationException, match=lightnings_pattern) as info:
+        expconf.ModelCheckpoint(**arguments)  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError)
+
+
 def test_item08_save_on_exception_writes_a_resumable_checkpoint(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -178,8 +204,6 @@ def test_item08_save_on_exception_writes_a_resumable_checkpoint(
 
 
 def test_item08_version_counter_time_interval_and_epoch_end_saves(tmp_path: Path) -> None:
-    from datetime import timedelta
-
     # A file name without the step is taken at the second save: -v1 instead of overwriting.
     counted = expconf.ModelCheckpoint(
         dirpath=str(tmp_path / "v"), filename="fixed", monitor=None, save_top_k=-1, save_last=False
@@ -250,8 +274,9 @@ def test_item09_setup_returns_an_app_state(tmp_path: Path) -> None:
 PREEMPTED_SCRIPT = """
 import os, signal, sys
 import pytorch_lightning as pl
-sys.path.insert(0, {compat!r})
-from compat_toys import Toy, make_trainer
+sys.path.insert(0, {tests!r})
+from helpers import make_trainer
+from toys import Toy
 import expconf
 
 class SigtermAt(pl.Callback):
@@ -268,7 +293,7 @@ print("fit returned: the process should have ended")
 
 def test_item10_preemption_in_a_plain_trainer_exits_with_the_requeue_code(tmp_path: Path) -> None:
     script = tmp_path / "plain.py"
-    script.write_text(textwrap.dedent(PREEMPTED_SCRIPT.format(compat=str(Path(__file__).parent))))
+    script.write_text(textwrap.dedent(PREEMPTED_SCRIPT.format(tests=str(Path(__file__).parents[1]))))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300

@@ -17,13 +17,14 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
-from compat_toys import Toy, make_trainer
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from toys import Toy
 
 import expconf
 from expconf import runs
 from expconf.checkpoint.meta import MARKER_SUFFIX
+from helpers import make_trainer
 
 
 def checkpoints(folder: Path) -> set[str]:

@@ -1,7 +1,7 @@
 """The behaviours NeMo's own unit tests check for NeMoLogger, AutoResume and PreemptionCallback
 (tests/lightning/test_nemo_logger.py, tests/lightning/pytorch/callbacks/test_preemption.py,
 tests/lightning/test_resume.py), where they do not need Megatron. Written anew for expconf;
-the SPEC fixes that differ are listed in docs/migration.md."""
+the deliberate differences are listed in docs/migration.md."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from compat_toys import Toy, make_trainer
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+from toys import Toy
 
 import expconf
+from helpers import make_trainer
 
 
 def default_trainer(root: Path) -> pl.Trainer:
@@ -35,7 +36,7 @@ def test_wandb_joins_the_trainers_logger_and_keeps_its_name(workdir: Path) -> No
     assert log.tensorboard is None and log.extra_loggers == []
     assert len(trainer.loggers) == 2 and isinstance(trainer.loggers[0], TensorBoardLogger)
     assert isinstance(trainer.loggers[1], WandbLogger) and trainer.loggers[1]._name == "custom"
-    assert trainer.loggers[1].save_dir == str(app.log_dir)  # SPEC fix: W&B files in the run dir
+    assert trainer.loggers[1].save_dir == str(app.log_dir)  # a deliberate difference: W&B files in the run dir
 
 
 def test_explicit_log_dir_ignores_name_and_version(workdir: Path) -> None:

@@ -14,6 +14,7 @@ from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.meta import scan
 from expconf.checkpoint.writer import SavePlan
+from helpers import quiet_trainer
 
 pytestmark = pytest.mark.slow
 
@@ -51,15 +52,7 @@ def test_saved_state_is_the_state_when_save_returned(kind: str, tmp_path: Path, 
         dirpath=dirpath, monitor=None, save_top_k=0, every_n_train_steps=2, async_save=True, storage_options=options
     )
     model = Tiny()
-    trainer = pl.Trainer(
-        max_steps=3,
-        callbacks=[ckpt],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(tmp_path, [ckpt], max_steps=3)
     trainer.fit(model)
     storage = ckpt.get_storage(trainer)
     assert {m.kind for m in scan(storage).complete.values()} == {"last", "end"}  # finished before fit returned

@@ -1,4 +1,4 @@
-"""Issue 15: attacks through a shared config or the command line fail safely, in one line, exit 2.
+"""Attacks through a shared config or the command line fail safely, in one line, exit 2.
 
 Each test performs the attack for real (``python -m expconf.train`` in a fresh folder) and checks
 the victim is untouched: Hydra would otherwise call what the config names before expconf validates.
@@ -268,7 +268,7 @@ def test_a_slurm_sweep_is_checked_before_anything_is_submitted(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_lightning_callbacks_in_either_spelling_train(tmp_path: Path) -> None:
-    """Issue 14: Lightning's own callbacks are on the default allow-list, as users write them."""
+    """Lightning's own callbacks are on the default allow-list, as users write them."""
     extra = (
         "callbacks.extra=[{_target_:lightning.pytorch.callbacks.EarlyStopping,monitor:val_loss},"
         "{_target_:pytorch_lightning.callbacks.LearningRateMonitor}]"

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -21,6 +20,7 @@ from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.config.model import GPTModelConfig
 from expconf.errors import ConfigError
 from expconf.recipes.gpt import GPTModule
+from helpers import make_trainer
 
 
 def tiny_gpt() -> GPTModule:
@@ -39,18 +39,7 @@ def train(folder: Path, steps: int, **ckpt_kwargs: Any) -> GPTModule:
     module = tiny_gpt()
     ckpt = ModelCheckpoint(dirpath=str(folder), **ckpt_kwargs)
     ckpt.name = "tiny"
-    trainer = pl.Trainer(
-        max_steps=steps,
-        val_check_interval=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=str(folder.parent),
-        callbacks=[ckpt],
-    )
+    trainer = make_trainer(folder.parent, steps, [ckpt])
     train_dl, val_dl = loaders()
     trainer.fit(module, train_dl, val_dl)
     return module

@@ -17,6 +17,7 @@ from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.meta import MARKER_SUFFIX, CheckpointMeta
 from expconf.checkpoint.writer import CheckpointWriteError
 from expconf.logger import NeMoLogger
+from helpers import make_trainer
 
 
 class Scored(pl.LightningModule):
@@ -49,23 +50,6 @@ class Scored(pl.LightningModule):
 
     def val_dataloader(self) -> DataLoader[Any]:
         return DataLoader(TensorDataset(torch.zeros(1, 4), torch.zeros(1, 1)), batch_size=1)
-
-
-def make_trainer(root: Path, max_steps: int, callbacks: list[pl.Callback], **kwargs: Any) -> pl.Trainer:
-    """A quiet CPU trainer that validates every 2 steps."""
-    return pl.Trainer(
-        max_steps=max_steps,
-        val_check_interval=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=str(root),
-        callbacks=callbacks,
-        **kwargs,
-    )
 
 
 def fit(
@@ -214,7 +198,7 @@ def test_preemption_style_forced_save_writes_only_last(tmp_path: Path) -> None:
 
 def test_incomplete_and_temporary_files_removed_by_rank0_at_start(tmp_path: Path) -> None:
     """Only what is provably expconf's goes: its temporary files, orphan markers and marker-less
-    checkpoints that carry expconf's record; files it cannot prove it wrote stay (SPEC section 8)."""
+    checkpoints that carry expconf's record; files it cannot prove it wrote stay (expconf never deletes a file it did not create)."""
     folder = tmp_path / "c"
     folder.mkdir()
     junk = [

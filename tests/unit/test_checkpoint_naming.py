@@ -6,7 +6,7 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningCheckpoint
 
-from expconf.checkpoint.naming import default_template, format_checkpoint_name
+from expconf.checkpoint.naming import default_template, format_checkpoint_name, is_end, is_last
 
 METRICS = {"val_loss": 0.123456, "step": 1200, "epoch": 3, "consumed_samples": 38400.0, "epoch_test": 7}
 
@@ -50,3 +50,20 @@ def test_default_template() -> None:
 def test_slash_in_a_metric_name_stays_in_one_file() -> None:
     # Lightning would create a sub-folder here; a checkpoint name must be a single path component.
     assert format_checkpoint_name("{val/loss:.1f}", {"val/loss": 0.25}) == "val_loss=0.2"
+
+
+@pytest.mark.parametrize(
+    ("name", "last", "end"),
+    [
+        ("gpt--step=10-last.ckpt", True, False),
+        ("gpt--step=10-last", True, False),  # a sharded checkpoint is a folder
+        ("gpt--step=10-end.ckpt", False, True),
+        ("gpt--step=10-end", False, True),
+        ("gpt--step=10.ckpt", False, False),
+        ("gpt--step=10-last.ckpt.meta", False, False),
+        ("last.ckpt", True, False),  # Lightning's default last name
+        ("blast.ckpt", False, False),
+    ],
+)
+def test_last_and_end_names(name: str, last: bool, end: bool) -> None:
+    assert (is_last(name), is_end(name)) == (last, end)

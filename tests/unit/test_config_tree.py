@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from expconf.cli_args import select_groups
+from expconf.cli.args import select_groups
 from expconf.config import RootConfig
 from expconf.config.store import StoreOverwriteError, register_all, store
 from expconf.errors import ConfigError

@@ -19,6 +19,7 @@ from expconf.callbacks.run_stats import RunStats
 from expconf.callbacks.summary import ModelSummary
 from expconf.console import quiet_library_noise
 from expconf.flops import peak_flops
+from helpers import quiet_trainer
 
 
 class Tiny(pl.LightningModule):
@@ -50,16 +51,14 @@ class Terminal(io.StringIO):
 
 
 def fit(tmp_path: Path, callbacks: list[pl.Callback], steps: int = 5) -> pl.Trainer:
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
+        tmp_path,
+        callbacks,
         max_steps=steps,
         accumulate_grad_batches=2,  # two micro-batches per optimizer step: the bar counts steps
         log_every_n_steps=2,
-        logger=False,
         enable_checkpointing=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=str(tmp_path),
-        callbacks=callbacks,
+        enable_progress_bar=True,
     )
     trainer.fit(Tiny(), datamodule=Data())
     return trainer

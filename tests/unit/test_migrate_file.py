@@ -259,9 +259,7 @@ def test_docs_table_is_generated_from_the_rules() -> None:
 def test_python_output_builds_the_objects_and_trains_two_steps(
     tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytorch_lightning as pl
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
+    from toys import Toy
 
     code = to_python(migrate_config(load(_write(tmp_path, GPT))))
     scope: dict[str, Any] = {}
@@ -272,29 +270,6 @@ def test_python_output_builds_the_objects_and_trains_two_steps(
     assert scope["model_config"].n_layer == 3 and scope["data_config"].global_batch_size == 8
     assert scope["log"].name == "tiny_gpt" and scope["log"].ckpt.save_top_k == 3
     assert scope["resume"].resume_if_exists is True
-
-    class Toy(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = torch.nn.Linear(4, 1)
-
-        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-            x, y = batch
-            return torch.nn.functional.mse_loss(self.net(x), y)
-
-        def validation_step(self, batch: Any, batch_idx: int) -> None:
-            x, y = batch
-            self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
-        def train_dataloader(self) -> DataLoader[Any]:
-            x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
-            return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)
-
-        def val_dataloader(self) -> DataLoader[Any]:
-            return self.train_dataloader()
 
     result = scope["run"](
         Toy(), None, max_steps=2, precision="32-true", val_check_interval=2, enable_progress_bar=False

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import ConfigCompositionException
 
 from expconf.config.model import GPTModelConfig
 from expconf.describe import PUBLISHED_RECIPES, describe, table_rows
@@ -200,11 +201,43 @@ def test_bad_model_fields_name_the_key(overrides: list[str], key: str | None) ->
         compose_root(["+recipe=llama3_8b", *overrides])
 
 
-def test_mfu_uses_the_flops_per_token_and_a_known_peak() -> None:
-    from expconf.flops import device_peak_flops, mfu, peak_flops
+GROUPS = ("recipe", "trainer", "model", "experiment")
 
-    _, d = _describe("+recipe=gpt2_124m")
-    assert mfu(d.flops_per_token, 400_000.0, peak_flops("NVIDIA H100 80GB HBM3") or 0) == pytest.approx(
-        855_166_464 * 400_000 / 989e12
-    )
-    assert device_peak_flops(torch.device("cpu")) is None  # no MFU on the CPU rather than a wrong one
+
+@pytest.mark.parametrize("group", ["trainer", "model"])
+def test_every_preset_composes_against_its_dataclass(group: str) -> None:
+    names = sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
+    assert names, f"conf/{group}/ has no preset"
+    for name in names:
+        compose_root(["+recipe=gpt", f"{group}={name}"])
+
+
+def test_a_misspelt_preset_key_is_refused(tmp_path: Path) -> None:
+    """Presets are merged into TrainerConfig/GPTModelConfig: a key the dataclass lacks is an error."""
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "typo.yaml").write_text("accelerator: cpu\nmax_stepz: 3\n")
+    with pytest.raises(ConfigCompositionException, match="Key 'max_stepz' not in 'TrainerConfig'"):
+        compose_root([f"hydra.searchpath=[file://{tmp_path}]", "+recipe=gpt", "trainer=typo"])
+
+
+@pytest.mark.parametrize("name", [*sorted(PUBLISHED), "gpt_124m"])
+def test_gpu_recipes_select_the_gpu_trainer_preset_and_leave_the_precision(name: str) -> None:
+    recipe = (REPO / "conf" / "recipe" / f"{name}.yaml").read_text()
+    root = compose_root([f"+recipe={name}"])
+    assert (root.trainer.accelerator, root.trainer.devices, root.trainer.precision) == ("gpu", "auto", None)
+    if name != "gpt_124m":
+        assert "- /trainer/gpu@trainer" in recipe and "accelerator:" not in recipe
+    cpu = compose_root([f"+recipe={name}", "trainer=cpu"])
+    assert (cpu.trainer.accelerator, cpu.trainer.devices, cpu.trainer.precision) == ("cpu", 1, None)
+    assert cpu.trainer.max_steps == root.trainer.max_steps
+    gpu = compose_root([f"+recipe={name}", "trainer.accelerator=cpu", "trainer=gpu"])
+    assert (gpu.trainer.accelerator, gpu.trainer.precision) == ("cpu", "bf16-mixed")
+
+
+def test_conf_has_a_folder_per_group_and_the_docs_list_their_options() -> None:
+    text = (REPO / "docs" / "recipes.md").read_text()
+    for group in GROUPS:
+        options = {p.stem for p in (REPO / "conf" / group).glob("*.yaml")}
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{group}` | `conf/{group}/` |"))
+        listed = set(re.findall(r"`([a-z0-9_]+)`", row.split("|")[3]))
+        assert options == listed, f"docs/recipes.md's {group} row: {sorted(listed)} != conf/{group}/ {sorted(options)}"

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from expconf.redact import REDACTED, collect_secrets, is_secret_key, redact, redact_text
+from expconf.redact import REDACTED, collect_secrets, is_secret_key, job_secrets, known_secrets, redact, redact_text
 from helpers import TINY, run_cli, run_dirs
 
 
 @pytest.fixture(autouse=True)
 def _fresh_known_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with no remembered secret (collect_secrets keeps them per process)."""
+    """Each test starts with no remembered secret (collect_secrets keeps them until the job ends)."""
     monkeypatch.setattr("expconf.redact._KNOWN", set())
 
 
@@ -65,7 +65,7 @@ def test_values_inside_text(secret: str, text: str, expected: str) -> None:
 
 
 def test_storage_option_words_do_not_rewrite_paths() -> None:
-    """Issue 16: a storage option that is not a credential is no secret, so paths keep their words."""
+    """A storage option that is not a credential is no secret, so paths keep their words."""
     cfg = {"log": {"ckpt": {"dirpath": "/data/research", "storage_options": {"profile": "research"}}}}
     assert collect_secrets(cfg) == []
     assert redact(cfg, collect_secrets(cfg)) == cfg
@@ -165,16 +165,21 @@ def test_log_filter_scrubs_config_and_environment_secrets(tmp_path: Path, monkey
     assert text.count(REDACTED) == 3 and "max_steps=5" in text
 
 
-def test_a_crashed_job_reports_its_traceback_without_secrets(capsys: pytest.CaptureFixture[str]) -> None:
-    from expconf.train import _report_failed_job
+def test_a_second_job_does_not_redact_with_the_first_jobs_secrets() -> None:
+    first, second = "first-job-secret-1111", "second-job-secret-2222"
+    line = f"bucket folders {first} and {second}"
+    with job_secrets({"storage_options": {"secret": first}}):
+        assert redact_text(line) == f"bucket folders {REDACTED} and {second}"
+    assert first not in known_secrets()
+    with job_secrets({"storage_options": {"secret": second}}):
+        collect_secrets({"token": "collected-during-the-job"})  # e.g. by the logger's setup
+        assert redact_text(line) == f"bucket folders {first} and {REDACTED}"
+        assert first not in known_secrets() and "collected-during-the-job" in known_secrets()
+    assert known_secrets() == []
 
-    secret = "s3cr3t-value-for-crash"
-    collect_secrets({"storage_options": {"secret": secret}})
-    try:
-        raise RuntimeError(f"boom while talking to the store with {secret}")
-    except RuntimeError as e:
-        with pytest.raises(SystemExit) as info:
-            _report_failed_job(e, [f"+log.ckpt.storage_options.secret={secret}"])
-    assert info.value.code == 1
-    err = capsys.readouterr().err
-    assert "RuntimeError: boom" in err and secret not in err and REDACTED in err
+
+def test_a_nested_job_leaves_the_outer_jobs_secrets() -> None:
+    with job_secrets({"secret": "outer-secret-3333"}):
+        with job_secrets({"secret": "inner-secret-4444"}):
+            assert known_secrets() == ["inner-secret-4444"]
+        assert known_secrets() == ["outer-secret-3333"]

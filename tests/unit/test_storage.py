@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from expconf.errors import ConfigError
-from expconf.storage import S3_RETRIES, Storage, is_remote, s3_options
+from expconf.storage import S3_RETRIES, Storage, check_remote, is_remote, s3_options
 
 
 def test_is_remote() -> None:
@@ -95,3 +97,52 @@ def test_unreachable_location_is_one_config_error_without_secrets(monkeypatch: p
 
 def test_local_check_reachable_is_a_no_op(tmp_path: Path) -> None:
     Storage(tmp_path / "does-not-exist-yet").check_reachable()
+
+
+def test_remote_locations_are_probed_once_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m expconf.train`` probes each remote location exactly once: before the builder,
+    not again inside ``build.run``. Building and training are replaced by stand-ins."""
+    import expconf.build
+    import expconf.hardware
+    from expconf.train import main
+
+    probes: list[tuple[str, str]] = []
+    real_probe = Storage.check_reachable
+
+    def counting_probe(self: Storage, key: str = "log.ckpt.dirpath") -> None:
+        probes.append((key, self.url))
+        real_probe(self, key)
+
+    class Result:
+        def summary(self) -> str:
+            return "done"
+
+    def fake_build(root: Any) -> Any:
+        assert len(probes) == 2, "the probe runs before the builder"
+        return SimpleNamespace(model=None, data=None, trainer=SimpleNamespace(callbacks=[]), log=None, resume=None)
+
+    monkeypatch.setattr(Storage, "check_reachable", counting_probe)
+    monkeypatch.setattr(expconf.build, "build", fake_build)
+    monkeypatch.setattr(expconf.build, "train", lambda *a, **k: Result())
+    monkeypatch.setattr(expconf.hardware, "check_accelerator", lambda trainer: None)
+    monkeypatch.setattr(sys, "argv", ["expconf.train"])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.chdir(tmp_path)
+    bucket = f"memory://expconf-probe-{uuid.uuid4().hex[:6]}"
+    main(["+recipe=gpt", f"log.ckpt.dirpath={bucket}/ck", f"resume.dirpath={bucket}/old", "trainer.max_steps=1"])
+    assert probes == [("log.ckpt.dirpath", f"{bucket}/ck"), ("resume.dirpath", f"{bucket}/old")]
+
+
+def test_check_remote_requires_remote_resume_paths_to_exist() -> None:
+    from expconf.config.root import RootConfig
+
+    bucket = f"memory://expconf-probe-{uuid.uuid4().hex[:6]}"
+    Storage(f"{bucket}/ck").write_bytes_atomic("a-last.ckpt", b"x")
+    root = RootConfig()
+    root.resume.path = f"{bucket}/ck/a-last.ckpt"
+    check_remote(root)
+    root.resume.path = None
+    root.resume.import_path = f"{bucket}/ck/missing.ckpt"
+    with pytest.raises(ConfigError) as err:
+        check_remote(root)
+    assert str(err.value).startswith(f"resume.import_path='{bucket}/ck/missing.ckpt': expected an existing checkpoint")

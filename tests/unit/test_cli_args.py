@@ -1,8 +1,8 @@
-"""Config groups in the defaults list: ``recipe=gpt`` without ``+``, precedence independent of argv order."""
+"""expconf.cli.args: groups in the defaults list (``recipe=gpt`` without ``+``, precedence independent of argv
+order) and Hydra options moved in front of the overrides."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from expconf.cli_args import DEFAULTS_GROUPS, reorder_options, select_groups
+from expconf.cli.args import DEFAULTS_GROUPS, reorder_options, select_groups
 from expconf.config.store import register_all
 from helpers import REPO
 
@@ -80,20 +80,6 @@ def test_plus_spelling_is_rewritten_only_for_defaults_groups() -> None:
 )
 def test_options_move_in_front_with_their_values(argv: list[str], expected: list[str]) -> None:
     assert reorder_options(argv) == expected
-
-
-def test_help_lists_recipes_groups_and_a_users_own_options(tmp_path: Path) -> None:
-    from expconf.cli_help import help_text
-
-    register_all()
-    (tmp_path / "experiment").mkdir()
-    (tmp_path / "experiment" / "long.yaml").write_text("# @package _global_\n# Ten times longer.\n")
-    text = help_text(["--config-dir", str(tmp_path)])
-    assert re.search(r"^  gpt +GPT-style pretraining sized for a laptop CPU", text, re.M)
-    assert "  trainer     cpu, ddp_cpu, gpu" in text
-    assert "  experiment  long, megatron_gpt_migrated" in text
-    assert "expconf-runs ls" in text and "expconf-migrate" in text and "docs/reference.md" in text
-    assert "powered by Hydra" not in text
 
 
 def test_a_recipe_includes_a_model_preset_that_a_model_option_replaces(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""AutoResume: every row of SPEC section 5, over real folders."""
+"""AutoResume: every row of the resume decision table (docs/run-dir-checkpoints-resume.md), over real folders."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from expconf import launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.meta import MARKER_SUFFIX, CheckpointMeta
 from expconf.resume import AutoResume, IncompleteCheckpointError, NotFoundError, TrainingCompletedError
+from helpers import quiet_trainer
 
 
 def put(folder: Path, name: str, step: int, kind: str, *, marker: bool = True, mtime: float | None = None) -> Path:
@@ -36,14 +37,7 @@ def put(folder: Path, name: str, step: int, kind: str, *, marker: bool = True, m
 
 def trainer(root: Path, ckpt_dir: Path | None = None) -> pl.Trainer:
     callbacks: list[pl.Callback] = [ModelCheckpoint(dirpath=str(ckpt_dir))] if ckpt_dir else []
-    return pl.Trainer(
-        default_root_dir=str(root),
-        callbacks=callbacks,
-        enable_checkpointing=ckpt_dir is not None,
-        logger=False,
-        enable_progress_bar=False,
-        accelerator="cpu",
-    )
+    return quiet_trainer(root, callbacks, enable_checkpointing=ckpt_dir is not None)
 
 
 def choose(resume: AutoResume, t: Any, monkeypatch: pytest.MonkeyPatch) -> str | None:

@@ -1,4 +1,4 @@
-"""NeMoLogger: run dir rules of SPEC section 3, the files it writes, per-rank logs, loggers."""
+"""NeMoLogger: the run dir rules of docs/run-dir-checkpoints-resume.md, the files it writes, per-rank logs, loggers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
 from expconf import launch, logger
 from expconf.logger import NeMoLogger
+from helpers import quiet_trainer
 
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}$")
 
@@ -32,7 +33,7 @@ def decide(monkeypatch: pytest.MonkeyPatch, resume_if_exists: bool = False, **kw
 
 
 def trainer(root: Path) -> pl.Trainer:
-    return pl.Trainer(default_root_dir=str(root), enable_progress_bar=False, accelerator="cpu", logger=False)
+    return quiet_trainer(root)
 
 
 # -- where the run dir is ---------------------------------------------------------------------------------

@@ -1,8 +1,7 @@
-"""A tiny LightningModule and quiet CPU trainers for the drop-in fidelity tests."""
+"""The toy LightningModule the tests share (a linear layer on fixed random data)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -11,16 +10,19 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 class Toy(pl.LightningModule):
-    """A linear layer; logs ``val_loss``; remembers the step it started from and can fail on purpose."""
+    """A linear layer; logs ``val_loss``; remembers the step and weights it started from and can
+    fail on purpose."""
 
     def __init__(self, fail_at: int | None = None) -> None:
         super().__init__()
         self.net = torch.nn.Linear(4, 1)
         self.fail_at = fail_at
         self.start_step: int | None = None
+        self.start_weight: torch.Tensor | None = None
 
     def on_train_start(self) -> None:
         self.start_step = self.trainer.global_step
+        self.start_weight = self.net.weight.detach().clone()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if self.fail_at is not None and self.trainer.global_step == self.fail_at:
@@ -42,20 +44,3 @@ class Toy(pl.LightningModule):
 
     def val_dataloader(self) -> DataLoader[Any]:
         return DataLoader(TensorDataset(torch.ones(2, 4), torch.full((2, 1), 4.0)), batch_size=2)
-
-
-def make_trainer(root: Path, max_steps: int, callbacks: list[pl.Callback] | None = None, **kwargs: Any) -> pl.Trainer:
-    """A quiet CPU trainer that validates every 2 steps (``logger`` and more through ``kwargs``)."""
-    kwargs.setdefault("logger", False)
-    kwargs.setdefault("val_check_interval", 2)
-    kwargs.setdefault("limit_val_batches", 1)
-    return pl.Trainer(
-        max_steps=max_steps,
-        num_sanity_val_steps=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=str(root),
-        callbacks=callbacks or [],
-        **kwargs,
-    )

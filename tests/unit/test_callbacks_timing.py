@@ -19,6 +19,7 @@ import expconf
 from expconf.build import build_callbacks
 from expconf.checkpoint.meta import MARKER_SUFFIX
 from expconf.config.store import register_all
+from helpers import quiet_trainer
 
 STEP = "train_step_timing in s"
 BACKWARD = "train_backward_timing in s"
@@ -91,7 +92,9 @@ class ToyData(pl.LightningDataModule):
 
 def run(tmp_path: Path, callbacks: list[pl.Callback], steps: int = 6, data: Any = None, **kwargs: Any) -> Capture:
     capture = Capture()
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
+        tmp_path,
+        callbacks,
         max_steps=steps,
         val_check_interval=3,
         limit_val_batches=2,
@@ -99,11 +102,6 @@ def run(tmp_path: Path, callbacks: list[pl.Callback], steps: int = 6, data: Any 
         log_every_n_steps=1,
         logger=capture,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=str(tmp_path),
-        callbacks=callbacks,
         **kwargs,
     )
     if data is None:
@@ -126,15 +124,7 @@ def test_step_backward_and_validation_timings_every_step(tmp_path: Path) -> None
 
 def test_test_step_timing(tmp_path: Path) -> None:
     capture = Capture()
-    trainer = pl.Trainer(
-        logger=capture,
-        limit_test_batches=2,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=str(tmp_path),
-        callbacks=[expconf.TimingCallback()],
-    )
+    trainer = quiet_trainer(tmp_path, [expconf.TimingCallback()], logger=capture, limit_test_batches=2)
     trainer.test(Toy(), ToyData().val_dataloader(), verbose=False)
     [(_, seconds)] = capture.series("test_step_timing in s")
     assert seconds > 0
@@ -166,15 +156,7 @@ def test_preemption_callback_in_a_plain_trainer(tmp_path: Path) -> None:
     ckpt = expconf.ModelCheckpoint(dirpath=str(tmp_path / "c"))
     # The handler must be ours only during fit, not clobber SIGTERM for the process.
     before = signal.getsignal(signal.SIGTERM)
-    trainer = pl.Trainer(
-        max_steps=20,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=str(tmp_path),
-        callbacks=[expconf.TimingCallback(), SigtermAt(), preemption, ckpt],
-    )
+    trainer = quiet_trainer(tmp_path, [expconf.TimingCallback(), SigtermAt(), preemption, ckpt], max_steps=20)
     # In a plain Trainer the process ends with the requeue code once the checkpoint is durable.
     with pytest.raises(SystemExit) as exited:
         trainer.fit(Toy(), ToyData().train_dataloader())

@@ -8,7 +8,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-from expconf.cli_args import DEFAULTS_GROUPS, config_dirs, group_options
+from expconf.cli.args import DEFAULTS_GROUPS, config_dirs, group_options
 
 #: The overrides people use most, with what each does (shown by ``--help``, run by tests/integration).
 COMMON_OVERRIDES = (

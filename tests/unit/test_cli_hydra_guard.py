@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
+from expconf.cli.hydra_guard import check_composed, redact_in_place
 from expconf.errors import ConfigError
-from expconf.hydra_guard import check_composed, redact_in_place
 from expconf.redact import REDACTED
 
 

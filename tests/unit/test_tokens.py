@@ -1,8 +1,7 @@
-"""Token sources: weighted blends (proportions, exact resume), the trained BPE tokenizer, wide ids."""
+"""expconf.tokens: weighted blends (proportions, exact resume), the trained BPE tokenizer, wide ids."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,9 @@ import pytest
 import torch
 
 from expconf.config.data import DataConfig
-from expconf.data import TokenDataModule, record_tokenizer
+from expconf.data import TokenDataModule
 from expconf.errors import ConfigError
-from expconf.tokens import BlendedWindows, Tokenizer, TokenWindows, resolve_tokenizer, token_dtype, trained_bpe
+from expconf.tokens import BlendedWindows, TokenWindows, resolve_tokenizer, token_dtype, trained_bpe
 
 
 def _bin(path: Path, start: int, n: int) -> str:
@@ -130,20 +129,3 @@ def test_trained_bpe_fits_the_vocabulary_and_is_cached(tmp_path: Path) -> None:
 def test_bpe_needs_its_size(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"data\.bpe_vocab_size"):
         DataConfig(tokenizer="bpe").validate()
-
-
-def test_the_run_dir_records_the_tokenizer(tmp_path: Path) -> None:
-    src = _text(tmp_path)
-    cfg = DataConfig(path=str(src), tokenizer="bpe", bpe_vocab_size=300, cache_dir=str(tmp_path / "c"))
-    run = tmp_path / "run"
-    run.mkdir()
-    record_tokenizer(cfg, run)
-    assert not (run / "tokenizer_info.json").exists()  # not a NeMoLogger run dir: nothing written
-    (run / "cmd-args.log").write_text("x\n")
-    record_tokenizer(cfg, run)
-    info = json.loads((run / "tokenizer_info.json").read_text())
-    assert info["requested"] == "bpe" and info["vocab_size"] == 300
-    assert Tokenizer(str(run / "tokenizer.json")).fingerprint() == info["sha256_16"]
-    (run / "tokenizer.json").write_text("mine")
-    record_tokenizer(cfg, run)
-    assert (run / "tokenizer.json").read_text() == "mine"  # never over a file

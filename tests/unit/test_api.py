@@ -3,56 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from toys import Toy
 
 import expconf
 from expconf import launch
-
-
-class Toy(pl.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = torch.nn.Linear(4, 1)
-        self.start_step: int | None = None
-        self.start_weight: torch.Tensor | None = None
-
-    def on_train_start(self) -> None:
-        self.start_step = self.trainer.global_step
-        self.start_weight = self.net.weight.detach().clone()
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        return torch.nn.functional.mse_loss(self.net(x), y)
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
-        self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
-
-    def configure_optimizers(self) -> Any:
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    def train_dataloader(self) -> DataLoader[Any]:
-        x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
-        return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)
-
-    def val_dataloader(self) -> DataLoader[Any]:
-        return self.train_dataloader()
+from helpers import make_trainer
 
 
 def trainer(steps: int) -> pl.Trainer:
-    return pl.Trainer(
-        max_steps=steps,
-        val_check_interval=2,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
+    """Lightning's default logger stays: NeMoLogger decides what happens to it."""
+    return make_trainer(None, steps, logger=None)
 
 
 def test_import_path_initialises_weights_and_trains_from_step_zero(tmp_path: Path) -> None:
