@@ -59,7 +59,7 @@ def run_bare(workdir: Path, steps: int) -> tuple[list[float], list[float]]:
 def run_expconf_api(workdir: Path, steps: int) -> tuple[list[float], list[float]]:
     """Wall and CPU step times under ``expconf.train``: TimingCallback, PreemptionCallback, NeMoLogger, ModelCheckpoint."""
     import expconf
-    from expconf.launch import clean_dist_env
+    from expconf.distributed.handoff import clean_dist_env
 
     pl.seed_everything(0, verbose=False)
     log = StepLog(str(workdir / "steps.json"))

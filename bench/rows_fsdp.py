@@ -58,7 +58,7 @@ def _worker(rank: int, port: int, mode: str, repeats: int, out: str) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     from expconf.config.fsdp import FSDPConfig
-    from expconf.fsdp import shard_module
+    from expconf.distributed.fsdp import shard_module
     from expconf.storage import Storage
 
     torch.set_num_threads(1)

@@ -18,6 +18,7 @@ _LAZY = {
     "TimingCallback": "expconf.callbacks.timing",
     "PreemptionCallback": "expconf.callbacks.preemption",
     "train": "expconf.api",
+    "run": "expconf.job",
     "TrainResult": "expconf.api",
     "load_model": "expconf.checkpoint.archive",
     "ConfigError": "expconf.errors",

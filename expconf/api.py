@@ -12,9 +12,9 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from expconf import decisions, launch
 from expconf.callbacks.preemption import REQUEUE_EXIT_CODE, PreemptionCallback, requeue_slurm_job
 from expconf.callbacks.run_stats import RunStats, run_stats_lines
+from expconf.distributed import handoff
 from expconf.hparams import log_hyperparameters
 from expconf.logger import NeMoLogger
 from expconf.resume import AutoResume
@@ -112,8 +112,8 @@ def train(
         log.teardown()
         # Decisions this call made are forgotten (also when it failed before fit), so a second
         # ``train()`` in the same process decides its own run dir and checkpoint.
-        decisions.release(launch.RUN_DIR_ENV)
-        decisions.release(launch.RESUME_ENV)
+        handoff.release(handoff.RUN_DIR_ENV)
+        handoff.release(handoff.RESUME_ENV)
     result = _result(trainer, run_dir, stats)
     if result.preempted and exit_on_preemption:
         if trainer.is_global_zero:
@@ -126,7 +126,7 @@ def train(
 def _check_resume_first(log: NeMoLogger, resume: AutoResume) -> None:
     """Refuse (training already completed, only incomplete checkpoints, nothing found) before the
     run dir is touched, so a refused start leaves the previous run's files where they were."""
-    if not resume.resume_if_exists or resume.path or decisions.inherited(launch.RESUME_ENV) is not None:
+    if not resume.resume_if_exists or resume.path or handoff.inherited(handoff.RESUME_ENV) is not None:
         return
     planned = log.planned_run_dir(resume_if_exists=True)
     ckpt = log.ckpt

@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from expconf import launch, targets
+from expconf import targets
 from expconf.api import TrainResult, train
 from expconf.batch import BatchSizes
 from expconf.callbacks.preemption import PreemptionCallback
@@ -25,6 +25,8 @@ from expconf.config.root import RootConfig
 from expconf.config.trainer import TrainerConfig
 from expconf.console import quiet_library_noise
 from expconf.data import TokenDataModule
+from expconf.distributed.handoff import JobHandoff
+from expconf.distributed.ranks import launched_externally
 from expconf.lightning_internals import wandb_init_args
 from expconf.logger import NeMoLogger, RunDirTensorBoardLogger
 from expconf.resume import AutoResume
@@ -94,16 +96,17 @@ def world_size(cfg: TrainerConfig) -> int:
     return cfg.devices_per_node(cuda) * cfg.num_nodes
 
 
-def build_strategy(cfg: TrainerConfig) -> Any:
-    """``trainer.strategy`` -> a strategy; ``ddp`` gets expconf's launcher (see launch_ddp)."""
-    if cfg.strategy in ("ddp", "ddp_find_unused_parameters_true") and not launch.launched_externally():
-        from expconf.launch_ddp import ExpconfDDPStrategy
+def build_strategy(cfg: TrainerConfig, handoff: JobHandoff | None = None) -> Any:
+    """``trainer.strategy`` -> a strategy; ``ddp`` and ``fsdp`` get expconf's launcher, which hands
+    the children ``handoff``'s job (see :mod:`expconf.distributed.ddp`)."""
+    if cfg.strategy in ("ddp", "ddp_find_unused_parameters_true") and not launched_externally():
+        from expconf.distributed.ddp import ExpconfDDPStrategy
 
-        return ExpconfDDPStrategy(find_unused_parameters=cfg.strategy.endswith("_true"))
+        return ExpconfDDPStrategy(find_unused_parameters=cfg.strategy.endswith("_true"), handoff=handoff)
     if cfg.strategy == "fsdp":
-        from expconf.fsdp import ExpconfFSDPStrategy
+        from expconf.distributed.fsdp import ExpconfFSDPStrategy
 
-        return ExpconfFSDPStrategy(cfg.fsdp)
+        return ExpconfFSDPStrategy(cfg.fsdp, handoff=handoff)
     return cfg.strategy
 
 
@@ -111,7 +114,7 @@ def build_callbacks(root: RootConfig) -> list[pl.Callback]:
     """TimingCallback, PreemptionCallback, progress bar, model summary and the allow-listed extras."""
     from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 
-    from expconf.world_resume import WorldSizeResume
+    from expconf.distributed.world_resume import WorldSizeResume
 
     cbs: list[pl.Callback] = [WorldSizeResume()]  # a checkpoint resumes on any number of ranks
     c = root.callbacks
@@ -133,7 +136,7 @@ def _rich_ok() -> bool:
     return os.environ.get("EXPCONF_PROGRESS", "rich") == "rich"
 
 
-def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+def build_trainer(root: RootConfig, callbacks: list[pl.Callback], handoff: JobHandoff | None = None) -> pl.Trainer:
     """``trainer`` -> pytorch_lightning.Trainer (gradient accumulation derived from the batch sizes)."""
     t = root.trainer
     world = world_size(t)
@@ -150,7 +153,7 @@ def build_trainer(root: RootConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
     return pl.Trainer(
         **kwargs,
         precision=resolve_precision(t),  # type: ignore[arg-type]
-        strategy=build_strategy(t),
+        strategy=build_strategy(t, handoff),
         accumulate_grad_batches=accumulate,
         callbacks=callbacks,
         use_distributed_sampler=False,  # the DataModule's sampler shards by rank and resumes exactly
@@ -173,21 +176,29 @@ def build_model(root: RootConfig, data: TokenDataModule) -> pl.LightningModule:
     )
 
 
-def build(root: RootConfig) -> Built:
-    """All objects of one run, from a validated config."""
+def build(root: RootConfig, handoff: JobHandoff | None = None) -> Built:
+    """All objects of one run, from a validated config (``handoff``: the job for DDP children)."""
     quiet_library_noise()
     pl.seed_everything(root.seed, workers=True, verbose=False)
     data = TokenDataModule(root.data, seed=root.seed)
     model = build_model(root, data)
-    trainer = build_trainer(root, build_callbacks(root))
+    trainer = build_trainer(root, build_callbacks(root), handoff)
     return Built(model, data, trainer, build_logger(root.log), build_resume(root.resume))
 
 
-def run(root: RootConfig, task_config: dict[str, Any] | None = None, overrides: list[str] | None = None) -> TrainResult:
-    """Build and train; the CLI's whole job after composition, validation and the remote probe
-    (:func:`expconf.storage.check_remote`, called once per run before this)."""
-    built = build(root)
-    from expconf.launch_ddp import JobRecord
+def run(
+    root: RootConfig,
+    task_config: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    handoff: JobHandoff | None = None,
+) -> TrainResult:
+    """Build and train a validated config whose remote locations were probed once
+    (:func:`expconf.storage.check_remote`); :func:`expconf.run` is the public entry point.
+
+    ``handoff`` carries the job to the DDP children this run spawns (None in a child).
+    """
+    built = build(root, handoff)
+    from expconf.callbacks.job_record import JobRecord
 
     built.trainer.callbacks.append(JobRecord(task_config))  # type: ignore[attr-defined]
     return train(

@@ -19,7 +19,7 @@ import torch
 
 from expconf.checkpoint.io import split
 from expconf.checkpoint.writer import torch_save_to
-from expconf.fsdp import optimizer_state_by_id
+from expconf.distributed.fsdp import optimizer_state_by_id
 from expconf.sharded_ckpt import META_FILE, dcp_reader, dcp_writer, shard_state
 from expconf.storage import Storage
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
 
-from expconf import launch
+from expconf.distributed import ranks
 from expconf.lightning_internals import default_hp_metric
 from expconf.redact import known_secrets, redact
 
@@ -46,7 +46,7 @@ def monitored_metrics(config: dict[str, Any]) -> list[str]:
 
 def log_hyperparameters(loggers: list[Logger], config: dict[str, Any] | None) -> None:
     """Send ``config`` (redacted here) to each logger once; call after the loggers point at the run dir."""
-    if config is None or launch.global_rank() != 0:
+    if config is None or ranks.global_rank() != 0:
         return
     secrets = known_secrets()
     params = redact(config, secrets)

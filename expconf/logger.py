@@ -21,11 +21,11 @@ from pytorch_lightning.core.saving import save_hparams_to_yaml
 from pytorch_lightning.loggers import Logger, TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from expconf import decisions, launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.io import StorageCheckpointIO
 from expconf.checkpoint.naming import LAST_SUFFIX, default_template
 from expconf.config.log import check_name, check_rank_0_only
+from expconf.distributed import handoff, ranks
 from expconf.lightning_internals import (
     forget_wandb_experiment,
     point_logger_at,
@@ -176,7 +176,7 @@ class NeMoLogger:
     def planned_run_dir(self, resume_if_exists: bool = False) -> Path | None:
         """The run dir when it does not depend on the clock (None for a new datetime version);
         no side effects. A decision a launcher already made wins."""
-        handed = decisions.inherited(launch.RUN_DIR_ENV)
+        handed = handoff.inherited(handoff.RUN_DIR_ENV)
         if handed is not None:
             return Path(handed)
         if self.explicit_log_dir:
@@ -210,7 +210,7 @@ class NeMoLogger:
             archive_previous_files(path, self.files_to_copy)
             return str(path.resolve())
 
-        self.run_dir = Path(decisions.agree(launch.RUN_DIR_ENV, decide))
+        self.run_dir = Path(handoff.agree(handoff.RUN_DIR_ENV, decide))
         return self.run_dir
 
     # -- setup ----------------------------------------------------------------------------------
@@ -224,8 +224,8 @@ class NeMoLogger:
         """Decide the run dir, write its files and wire loggers and checkpointing into ``trainer``;
         returns NeMo's ``AppState`` fields (also usable as the run dir's path)."""
         run_dir = self.decide_run_dir(resume_if_exists)
-        decisions.scope_of(trainer, launch.RUN_DIR_ENV)
-        rank, local = launch.global_rank(), launch.local_rank()
+        handoff.scope_of(trainer, handoff.RUN_DIR_ENV)
+        rank, local = ranks.global_rank(), ranks.local_rank()
         secrets = collect_secrets(task_config or {})
         # by key: not every option is secret (a plain Lightning ModelCheckpoint has none)
         secrets += collect_secrets(dict(getattr(self.ckpt, "storage_options", None) or {}))
@@ -324,7 +324,7 @@ class NeMoLogger:
             run_id = uuid.uuid4().hex[:8]
         set_wandb_id(wandb, run_id)
         init.setdefault("resume", "allow")
-        if launch.global_rank() == 0:
+        if ranks.global_rank() == 0:
             id_file.write_text(str(run_id))
 
     def _attach_checkpointing(self, trainer: pl.Trainer, run_dir: Path) -> None:

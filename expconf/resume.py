@@ -7,10 +7,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from expconf import decisions, launch
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
 from expconf.checkpoint.naming import is_end, is_last
 from expconf.config.resume import check_one_source
+from expconf.distributed import handoff
 from expconf.errors import IncompleteCheckpointError, NotFoundError, TrainingCompletedError
 from expconf.rundir import resume_dir
 from expconf.storage import Storage
@@ -165,9 +165,9 @@ class AutoResume:
         """
         if self.restore_config is not None and model is None:
             raise ValueError("AutoResume restore_config/import_path needs the model passed to setup()")
-        chosen = decisions.agree(launch.RESUME_ENV, lambda: self._decide(trainer) or launch.NO_CHECKPOINT)
-        decisions.scope_of(trainer, launch.RESUME_ENV)
-        self.ckpt_path = None if chosen == launch.NO_CHECKPOINT else chosen
+        chosen = handoff.agree(handoff.RESUME_ENV, lambda: self._decide(trainer) or handoff.NO_CHECKPOINT)
+        handoff.scope_of(trainer, handoff.RESUME_ENV)
+        self.ckpt_path = None if chosen == handoff.NO_CHECKPOINT else chosen
         if self.ckpt_path is None:
             if self.restore_config is not None and self.restore_config.load_model_state:
                 load_weights(model, self.restore_config.path)

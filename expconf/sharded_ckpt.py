@@ -206,7 +206,7 @@ def load_sharded(
         set_optimizer_state_dict,
     )
 
-    from expconf.fsdp import optimizer_state_by_id, optimizer_state_by_name, param_names
+    from expconf.distributed.fsdp import optimizer_state_by_id, optimizer_state_by_name, param_names
 
     reader = dcp_reader(url, dict(storage_options or {}))
     stored = reader.read_metadata().state_dict_metadata

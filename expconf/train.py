@@ -14,18 +14,8 @@ import types
 from typing import Any
 
 from expconf.cli.report import exit_on_error
-from expconf.launch import (
-    CHILD_CONFIG_ENV,
-    clean_dist_env,
-    forget_child_config,
-    global_rank,
-    keep_child_config,
-    read_child_config,
-    snapshot_dist_env,
-)
+from expconf.distributed.ranks import global_rank
 from expconf.redact import job_secrets, scrub_argv
-
-MODEL_CLASS_KEY = "__model_config_class__"
 
 
 def to_root(cfg: Any) -> Any:
@@ -33,7 +23,7 @@ def to_root(cfg: Any) -> Any:
 
     Checks unknown keys (``+trainer.max_stepz=3`` composes in Hydra), types, choices, ranges,
     cross-field rules and local paths. Remote locations are probed, once per run, by
-    :func:`expconf.storage.check_remote` (a job calls it right after this).
+    :func:`expconf.storage.check_remote`, which :func:`expconf.job.prepare` calls right after this.
     """
     from omegaconf import OmegaConf
 
@@ -75,7 +65,7 @@ def _task(cfg: Any) -> None:
     overrides = [str(o) for o in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)]  # type: ignore[union-attr]
     with job_secrets(OmegaConf.to_container(cfg, resolve=False)):
         try:
-            _run(cfg, to_root(cfg), overrides)
+            _run(cfg, overrides)
         except Exception as e:
             # Reported here, not by Hydra: a failed job makes Hydra print an extra stderr line,
             # with the raw overrides (secrets included).
@@ -83,64 +73,15 @@ def _task(cfg: Any) -> None:
             raise
 
 
-def _run(cfg: Any, root: Any, overrides: list[str]) -> None:
-    """The run part of a job, after validation: probe, accelerator check, child config, build.run, summary."""
-    from omegaconf import OmegaConf
+def _run(cfg: Any, overrides: list[str]) -> None:
+    """The job: the same path as :func:`expconf.run` (validate, probe once, build, train), then the summary."""
+    from expconf.job import prepare
 
-    env_before = snapshot_dist_env()
-    from expconf.storage import check_remote
-
-    check_remote(root)  # before torch and Lightning load: a wrong endpoint or key fails in seconds
-    from expconf.hardware import check_accelerator
-
-    check_accelerator(root.trainer)
-    resolved: Any = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(resolved, dict)
-    model_cls = type(root.model)
-    child = dict(resolved, **{MODEL_CLASS_KEY: f"{model_cls.__module__}.{model_cls.__qualname__}"})
-    keep_child_config(child)  # handed to DDP children in private files, never in the environment
+    job = prepare(cfg)
     scrub_argv()  # W&B and others record sys.argv
-    try:
-        from expconf.build import run
-
-        result = run(root, task_config=resolved, overrides=overrides)
-        if global_rank() == 0:  # other ranks know no checkpoint paths; one summary per job
-            print(result.summary(), flush=True)
-    finally:
-        _end_job(env_before)
-
-
-def _end_job(env_before: dict[str, str] | None = None) -> None:
-    """Leave the process as the job found it, for the next job of a sweep."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-    clean_dist_env(env_before)
-    forget_child_config()
-
-
-def run_child() -> None:
-    """A DDP child rank: rebuild the job from the parent's resolved config."""
-    from omegaconf import OmegaConf
-
-    from expconf import targets
-    from expconf.build import run
-    from expconf.config.root import RootConfig
-    from expconf.config.store import register_all
-
-    register_all()
-    data = read_child_config()
-    model_cls = (
-        targets.resolve(data.pop(MODEL_CLASS_KEY, "expconf.config.model.GPTModelConfig"), MODEL_CLASS_KEY)
-        if MODEL_CLASS_KEY in data
-        else None
-    )
-    schema = OmegaConf.structured(RootConfig)
-    if model_cls is not None:
-        schema.model = OmegaConf.structured(model_cls)
-    root: Any = OmegaConf.to_object(OmegaConf.merge(schema, data))
-    run(root, task_config=data)
+    result = job.run(overrides)
+    if global_rank() == 0:  # other ranks know no checkpoint paths; one summary per job
+        print(result.summary(), flush=True)
 
 
 def _hydra_main() -> None:
@@ -152,9 +93,12 @@ def _hydra_main() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python -m expconf.train`` and the ``expconf-train`` script."""
     from expconf.cli.args import import_config_modules, reorder_options, select_groups
+    from expconf.distributed.ranks import is_child
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0" and not args:
+    if is_child() and not args:
+        from expconf.job import run_child
+
         run_child()
         return
     from expconf.cli.help import answer_help_or_version

@@ -83,6 +83,26 @@ def run_cli(
     )
 
 
+def proc_environ(pid: int) -> dict[str, str]:
+    """The environment process ``pid`` was started with ({} once it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:  # gone, or not ours
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started that are still running."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
 def run_dirs(root: Path) -> list[Path]:
     """Run dirs (folders holding cmd-args.log) under ``root``."""
     return sorted(p.parent for p in root.rglob("cmd-args.log") if "run_" not in p.parent.name)

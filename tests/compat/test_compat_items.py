@@ -20,8 +20,8 @@ from pytorch_lightning.loggers import CSVLogger
 from toys import Toy
 
 import expconf
-from expconf import launch
 from expconf.checkpoint.meta import MARKER_SUFFIX
+from expconf.distributed import handoff
 from helpers import REPO, make_trainer
 
 
@@ -43,7 +43,7 @@ def test_item01_decisions_belong_to_the_run_that_made_them(tmp_path: Path) -> No
 
     # Once the run's trainer is torn down, its decision is gone from the process environment.
     t1.fit(Toy())
-    assert launch.RUN_DIR_ENV not in os.environ
+    assert handoff.RUN_DIR_ENV not in os.environ
 
 
 def test_item02_setup_sets_trainer_ckpt_path_and_fit_resumes(tmp_path: Path) -> None:

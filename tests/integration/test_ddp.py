@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from expconf.launch import config_digest
+from expconf.callbacks.job_record import config_digest
 from helpers import REPO, TINY, run_cli, run_dirs, scalars
 
 pytestmark = pytest.mark.slow

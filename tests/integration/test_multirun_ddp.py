@@ -8,7 +8,7 @@ import pytest
 import test_ddp
 import yaml
 
-from expconf.launch import config_digest
+from expconf.callbacks.job_record import config_digest
 from helpers import TINY, run_cli, run_dirs
 
 pytestmark = pytest.mark.slow

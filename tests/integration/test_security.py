@@ -158,24 +158,6 @@ def test_cfg_job_shows_secrets_only_when_asked(tmp_path: Path) -> None:
     assert asked.returncode == 0 and f"secret: {SECRET}" in asked.stdout
 
 
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:  # gone, or not ours
-        return {}
-    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return out
-
-
 @pytest.mark.slow
 def test_ddp_rank_1_environment_holds_no_secret(tmp_path: Path) -> None:
     """A real two-rank gloo run: rank 1 gets the job config from a private file, not its environment."""
@@ -183,7 +165,7 @@ def test_ddp_rank_1_environment_holds_no_secret(tmp_path: Path) -> None:
     import sys
     import time
 
-    from helpers import cli_env
+    from helpers import child_pids, cli_env, proc_environ
 
     args = [*SHORT, "trainer.max_steps=40", "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
     proc = subprocess.Popen(
@@ -197,9 +179,9 @@ def test_ddp_rank_1_environment_holds_no_secret(tmp_path: Path) -> None:
     seen: dict[str, str] = {}
     parent_env: dict[str, str] = {}
     while proc.poll() is None and not seen:
-        parent_env = _environ(proc.pid) or parent_env
-        for child in _children(proc.pid):
-            env = _environ(child)
+        parent_env = proc_environ(proc.pid) or parent_env
+        for child in child_pids(proc.pid):
+            env = proc_environ(child)
             if env.get("LOCAL_RANK") == "1":
                 seen = env
         time.sleep(0.05)

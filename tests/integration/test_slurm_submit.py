@@ -20,7 +20,7 @@ import pytest
 import test_ddp
 import yaml
 
-from expconf.launch import config_digest
+from expconf.callbacks.job_record import config_digest
 from helpers import TINY, cli_env, run_dirs
 
 pytestmark = pytest.mark.slow

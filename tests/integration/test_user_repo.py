@@ -5,11 +5,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import test_ddp
+import yaml
 
-from helpers import REPO, TINY, run_dirs
+from expconf.callbacks.job_record import config_digest
+from helpers import REPO, TINY, child_pids, proc_environ, run_dirs
 from helpers import cli_env as make_env
 
 pytestmark = pytest.mark.slow
@@ -72,3 +76,42 @@ def test_expconf_cli_with_user_config_dir(user_repo: Path) -> None:
 def test_users_own_hydra_main(user_repo: Path) -> None:
     proc = _run([sys.executable, "train_mine.py", "+experiment=small_wide", *SMALL], user_repo)
     _check_run(user_repo, proc)
+
+
+def test_users_own_hydra_main_runs_ddp(user_repo: Path, tmp_path: Path) -> None:
+    """``expconf.run(cfg)`` with two gloo ranks: both train one job in one run dir, and the config
+    (a secret in it) reaches rank 1 through its private file, never through an environment."""
+    secret = "UserRepo-Secret-0123-abcd"
+    ddp = ["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_steps=4"]
+    cmd = [sys.executable, "train_mine.py", "+experiment=small_wide", *SMALL, *ddp]
+    out_file = tmp_path / "out.txt"
+    with out_file.open("w") as out:
+        proc = subprocess.Popen(
+            [*cmd, f"++log.ckpt.storage_options.secret={secret}"],
+            cwd=user_repo,
+            env=make_env(PYTHONPATH=str(user_repo)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        environments = [proc_environ(proc.pid)]
+        children: dict[int, dict[str, str]] = {}
+        while proc.poll() is None:
+            for pid in child_pids(proc.pid):
+                children[pid] = children.get(pid) or proc_environ(pid)
+            time.sleep(0.05)
+    output = out_file.read_text()
+    assert proc.returncode == 0, output[-3000:]
+    [rank1] = [env for env in children.values() if env.get("LOCAL_RANK") == "1"]
+    assert not any(secret in value for env in [*environments, *children.values()] for value in env.values())
+    job_file = Path(rank1["EXPCONF_CHILD_CONFIG"])
+    assert not job_file.exists() and not job_file.parent.exists()
+    assert "EXPCONF_CHILD_CONFIG" not in environments[0]
+
+    [run_dir] = run_dirs(user_repo / "nemo_experiments")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["model"]["_target_"] == "my_models.WideGPT" and saved["trainer"]["devices"] == 2
+    assert test_ddp.rank_records(run_dir) == {0: config_digest(saved), 1: config_digest(saved)}
+    [last] = (run_dir / "checkpoints").glob("wide--*-last.ckpt")
+    assert "step=4" in last.name and len(list(run_dir.parent.iterdir())) == 1
+    assert "(global step 4)" in output and secret not in output

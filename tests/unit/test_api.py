@@ -9,7 +9,7 @@ import torch
 from toys import Toy
 
 import expconf
-from expconf import launch
+from expconf.distributed import handoff
 from helpers import make_trainer
 
 
@@ -46,8 +46,8 @@ def test_each_train_call_decides_its_own_run_dir_and_checkpoint(tmp_path: Path) 
         log = expconf.NeMoLogger(name="exp", log_dir=str(tmp_path), ckpt=expconf.ModelCheckpoint())
         runs.append(expconf.train(model=Toy(), data=None, trainer=trainer(2), log=log).run_dir)
     assert runs[0] != runs[1] and all(r.parent == tmp_path / "exp" for r in runs)
-    assert launch.RUN_DIR_ENV not in __import__("os").environ
-    assert launch.RESUME_ENV not in __import__("os").environ
+    assert handoff.RUN_DIR_ENV not in __import__("os").environ
+    assert handoff.RESUME_ENV not in __import__("os").environ
 
 
 def test_a_refused_resume_leaves_the_run_dir_untouched(tmp_path: Path) -> None:

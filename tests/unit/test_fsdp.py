@@ -1,4 +1,4 @@
-"""expconf.fsdp: which modules are sharded, mixed precision and activation checkpointing, optimizer-state keys.
+"""expconf.distributed.fsdp: which modules are sharded, mixed precision and activation checkpointing, optimizer-state keys.
 
 Sharding runs in this process on a one-rank gloo group (``fully_shard`` needs a process group).
 """
@@ -17,8 +17,14 @@ from torch import nn
 from expconf.checkpoint.meta import CheckpointMeta
 from expconf.config.fsdp import FSDPConfig
 from expconf.config.model import GPTModelConfig
+from expconf.distributed.fsdp import (
+    find_blocks,
+    optimizer_state_by_id,
+    optimizer_state_by_name,
+    param_names,
+    shard_module,
+)
 from expconf.errors import ConfigError
-from expconf.fsdp import find_blocks, optimizer_state_by_id, optimizer_state_by_name, param_names, shard_module
 from expconf.recipes.gpt_model import GPT, Block
 
 
@@ -119,20 +125,6 @@ def test_optimizer_state_keys_round_trip() -> None:
 def test_config_rejects_unknown_dtype() -> None:
     with pytest.raises(ConfigError, match=r"trainer\.fsdp\.param_dtype"):
         FSDPConfig(param_dtype="float8").validate()
-
-
-def test_batch_progress_follows_the_new_accumulation() -> None:
-    from expconf.world_resume import rescale_batch_progress
-
-    # As saved in the end hook of step 3's last micro-batch: 'completed' trails by that micro-batch.
-    counts = {"ready": 6, "completed": 5, "started": 6, "processed": 6}
-    loops = {"fit_loop": {"epoch_loop.batch_progress": {"total": dict(counts), "current": dict(counts)}}}
-    rescale_batch_progress(loops, old_accumulate=2, new_accumulate=1)
-    assert loops["fit_loop"]["epoch_loop.batch_progress"]["total"] == {**{k: 3 for k in counts}, "completed": 2}
-    rescale_batch_progress(loops, old_accumulate=1, new_accumulate=4)
-    assert loops["fit_loop"]["epoch_loop.batch_progress"]["current"] == {**{k: 12 for k in counts}, "completed": 11}
-    with pytest.raises(ValueError, match="saved mid-step"):
-        rescale_batch_progress(loops, old_accumulate=5, new_accumulate=1)
 
 
 class OneRank:

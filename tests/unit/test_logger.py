@@ -15,7 +15,8 @@ import pytorch_lightning as pl
 import yaml
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
-from expconf import launch, logger
+from expconf import logger
+from expconf.distributed import handoff
 from expconf.logger import NeMoLogger
 from helpers import quiet_trainer
 
@@ -24,7 +25,7 @@ STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}$")
 
 def fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the previous decision, as a new job would."""
-    monkeypatch.delenv(launch.RUN_DIR_ENV, raising=False)
+    monkeypatch.delenv(handoff.RUN_DIR_ENV, raising=False)
 
 
 def decide(monkeypatch: pytest.MonkeyPatch, resume_if_exists: bool = False, **kwargs: object) -> Path:
@@ -86,7 +87,7 @@ def test_two_runs_in_the_same_second_get_two_dirs(tmp_path: Path, monkeypatch: p
 
 def test_launcher_decision_is_shared_with_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = decide(monkeypatch, name="gpt", log_dir=str(tmp_path))
-    assert os.environ[launch.RUN_DIR_ENV] == str(run_dir)
+    assert os.environ[handoff.RUN_DIR_ENV] == str(run_dir)
     # A rank (or relaunched child) seconds later inherits the decision instead of stamping its own.
     monkeypatch.setattr(logger.time, "strftime", lambda fmt: "2099-01-01_00-00-00")
     monkeypatch.setenv("RANK", "1")
@@ -190,7 +191,7 @@ def test_per_rank_log_files(
     t = trainer(tmp_path)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    monkeypatch.setenv(launch.RUN_DIR_ENV, str(run_dir))  # decided by the launcher
+    monkeypatch.setenv(handoff.RUN_DIR_ENV, str(run_dir))  # decided by the launcher
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("LOCAL_RANK", str(local))
     log = NeMoLogger(name="gpt", **flags)  # type: ignore[arg-type]

@@ -12,9 +12,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from expconf import launch
 from expconf.checkpoint.callback import ModelCheckpoint
 from expconf.checkpoint.meta import MARKER_SUFFIX, CheckpointMeta
+from expconf.distributed import handoff
 from expconf.resume import AutoResume, IncompleteCheckpointError, NotFoundError, TrainingCompletedError
 from helpers import quiet_trainer
 
@@ -42,7 +42,7 @@ def trainer(root: Path, ckpt_dir: Path | None = None) -> pl.Trainer:
 
 def choose(resume: AutoResume, t: Any, monkeypatch: pytest.MonkeyPatch) -> str | None:
     """One fresh decision (as a new job would make it)."""
-    monkeypatch.delenv(launch.RESUME_ENV, raising=False)
+    monkeypatch.delenv(handoff.RESUME_ENV, raising=False)
     return resume.setup(t)
 
 
@@ -201,12 +201,12 @@ def test_decision_is_exported_and_reused_by_other_ranks(tmp_path: Path, monkeypa
     folder = tmp_path / "c"
     first = put(folder, "a-last.ckpt", 1, "last")
     assert choose(AutoResume(resume_if_exists=True), trainer(tmp_path, folder), monkeypatch) == str(first)
-    assert os.environ[launch.RESUME_ENV] == str(first)
+    assert os.environ[handoff.RESUME_ENV] == str(first)
     # A rank started with the launcher's decision does not search again, even if the folder changed.
     put(folder, "b-last.ckpt", 50, "last")
     monkeypatch.setenv("RANK", "1")
     assert AutoResume(resume_if_exists=True).setup(trainer(tmp_path, folder)) == str(first)
-    monkeypatch.setenv(launch.RESUME_ENV, launch.NO_CHECKPOINT)
+    monkeypatch.setenv(handoff.RESUME_ENV, handoff.NO_CHECKPOINT)
     assert AutoResume(resume_if_exists=True).setup(trainer(tmp_path, folder)) is None
 
 

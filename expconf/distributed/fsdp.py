@@ -18,6 +18,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from expconf.config.fsdp import FSDPConfig
+from expconf.distributed.handoff import JobHandoff
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Name segments that wrappers add to parameter names and state-dict keys leave out.
@@ -115,16 +116,19 @@ class ExpconfFSDPStrategy(ModelParallelStrategy):
 
     strategy_name = "expconf_fsdp"
 
-    def __init__(self, fsdp: FSDPConfig | None = None) -> None:
+    def __init__(self, fsdp: FSDPConfig | None = None, handoff: JobHandoff | None = None) -> None:
         self.fsdp = fsdp or FSDPConfig()
+        self.handoff = handoff
         super().__init__(save_distributed_checkpoint=self.fsdp.sharded_checkpoint)
 
     def _configure_launcher(self) -> None:
-        from expconf.launch_ddp import ChildConfigLauncher
+        from expconf.distributed.ddp import ChildConfigLauncher
 
         assert self.cluster_environment is not None
         if not self.cluster_environment.creates_processes_externally:
-            self._launcher = ChildConfigLauncher(self.cluster_environment, self.num_processes, self.num_nodes)
+            self._launcher = ChildConfigLauncher(
+                self.cluster_environment, self.num_processes, self.num_nodes, self.handoff
+            )
 
     def setup_environment(self) -> None:
         from torch.distributed.device_mesh import init_device_mesh

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from expconf.launch import global_rank
+from expconf.distributed.ranks import global_rank
 
 #: Folder for file-based agreement (srun and other launchers without a store).
 AGREE_DIR_ENV = "EXPCONF_AGREE_DIR"
