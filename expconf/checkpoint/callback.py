@@ -9,6 +9,7 @@ in the checkpoint so that a resumed run draws the same numbers as an uninterrupt
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -512,6 +513,10 @@ class ModelCheckpoint(Checkpoint):
                 written = written or last
         if self.always_save_nemo or (end and self.save_nemo_on_train_end):
             plan.call(self._archive_step(trainer, storage, payload))
+        states = payload.get("callbacks")
+        if isinstance(states, dict) and self.state_key in states:
+            # As Lightning's: the state inside names this save (top-k, scores, last path), not the one before.
+            states[self.state_key] = copy.deepcopy(self.state_dict())
         if self.verbose and written:
             log.info("saved checkpoint %s (step %d)", storage.path(written), metrics["step"])
         return plan, storage.path(written) if written else None
