@@ -31,10 +31,10 @@ from expconf.config.log import LogConfig
 from expconf.config.resume import ResumeConfig
 from expconf.config.root import RootConfig
 from expconf.config.trainer import TrainerConfig
+from expconf.distributed.world_resume import WorldSizeResume
 from expconf.errors import ConfigError
 from expconf.logger import RunDirTensorBoardLogger
 from expconf.resume import AutoResume
-from expconf.world_resume import WorldSizeResume
 
 
 def cpu_root(**trainer: object) -> RootConfig:

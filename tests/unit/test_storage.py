@@ -117,7 +117,7 @@ def test_remote_locations_are_probed_once_per_run(tmp_path: Path, monkeypatch: p
         def summary(self) -> str:
             return "done"
 
-    def fake_build(root: Any) -> Any:
+    def fake_build(root: Any, handoff: Any = None) -> Any:
         assert len(probes) == 2, "the probe runs before the builder"
         return SimpleNamespace(model=None, data=None, trainer=SimpleNamespace(callbacks=[]), log=None, resume=None)
 
