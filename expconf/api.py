@@ -18,6 +18,7 @@ from expconf.distributed import handoff
 from expconf.hparams import log_hyperparameters
 from expconf.logger import NeMoLogger
 from expconf.resume import AutoResume
+from expconf.run_lock import RunLocks
 from expconf.rundir import resume_dir
 
 log = logging.getLogger("expconf")
@@ -90,9 +91,13 @@ def train(
     preemption = [c for c in trainer.callbacks if isinstance(c, PreemptionCallback)]  # type: ignore[attr-defined]
     exits = [c.exit_on_preemption for c in preemption]
     failed = True
+    locks = RunLocks()
     try:
+        locks.acquire(log, resume.resume_if_exists)  # before anything reads or writes the run dir
         for c in preemption:
             c.exit_on_preemption = False
+            c.keep_after_signal = exit_on_preemption  # this function exits after a signal: count its copies
+            c.arm()  # a signal during the setup below is honoured after the first step
         _check_resume_first(log, resume)
         app = log.setup(trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides)
         run_dir = Path(app.log_dir)
@@ -108,12 +113,14 @@ def train(
     finally:
         for c, flag in zip(preemption, exits, strict=True):
             c.exit_on_preemption = flag
+            c.disarm()  # after a failure before fit, or when this function will not exit
         log.finish(exit_code=1 if failed else 0)
         log.teardown()
         # Decisions this call made are forgotten (also when it failed before fit), so a second
         # ``train()`` in the same process decides its own run dir and checkpoint.
         handoff.release(handoff.RUN_DIR_ENV)
         handoff.release(handoff.RESUME_ENV)
+        locks.release()
     result = _result(trainer, run_dir, stats)
     if result.preempted and exit_on_preemption:
         if trainer.is_global_zero:

@@ -27,6 +27,10 @@ class Job:
 
     def run(self, overrides: list[str] | None = None) -> TrainResult:
         """Build and train; the process's distributed state is restored afterwards (for the next job)."""
+        from expconf import early_signal
+
+        if self.root.callbacks.preemption:
+            early_signal.record(self.root.callbacks.preemption_signal)  # honoured once training starts
         import torch.distributed as dist
 
         from expconf.build import run
@@ -37,6 +41,7 @@ class Job:
             with JobHandoff(ChildJob(self.config, _model_class(self.root), _trusted(self.root))) as handoff:
                 return run(self.root, task_config=self.config, overrides=overrides, handoff=handoff)
         finally:
+            early_signal.release()  # taken over by the run's PreemptionCallback unless it failed first
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
             clean_dist_env(env_before)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
+from expconf.checkpoint.meta import CheckpointMeta, Listing, scan, verify
 from expconf.checkpoint.naming import is_end, is_last
 from expconf.config.resume import check_one_source
 from expconf.distributed import handoff
@@ -47,16 +47,6 @@ class RestoreConfig:
             )
 
 
-def candidate_kind(name: str, meta: CheckpointMeta) -> str | None:
-    """``"end"`` or ``"last"`` when resume may pick this complete or foreign checkpoint, else None.
-    expconf's own say what they are in their marker (a Lightning-style ``last-v1.ckpt`` included)."""
-    if meta.kind == "end" or is_end(name):
-        return "end"
-    if meta.kind == "last" or is_last(name):
-        return "last"
-    return None
-
-
 @dataclass
 class ResumeDecision:
     """What resume picked and why (also printed by ``python -m expconf.runs show``)."""
@@ -65,36 +55,58 @@ class ResumeDecision:
     listing: Listing
     chosen: CheckpointMeta | None
     reason: str
+    #: Complete checkpoints passed over because they no longer match their markers: "path (why)".
+    rejected: list[str] = field(default_factory=list)
+
+
+# At one global step: '-end' before '-last' before the rest (the same state under another name).
+_KIND_RANK = {"end": 2, "last": 1}
+
+
+def _newest_first(metas: list[CheckpointMeta]) -> list[CheckpointMeta]:
+    return sorted(metas, key=lambda m: (m.global_step, _KIND_RANK.get(m.kind, 0), m.created), reverse=True)
 
 
 def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
-    """Apply the resume decision table (docs/run-dir-checkpoints-resume.md) to one folder; raises for the error rows."""
+    """Pick the checkpoint to resume from in one folder (the table of docs/run-dir-checkpoints-resume.md
+    and the order of docs/fault-tolerance.md); raises for the error rows.
+
+    1. A complete ``-end`` checkpoint and not ``resume_past_end``: training completed (error).
+    2. The newest ``-last`` checkpoint (with ``resume_past_end`` also ``-end``) that verifies.
+    3. Else the newest complete checkpoint of any kind that verifies (``save_last=false``, or
+       every ``-last`` damaged).
+    4. Else an error when some checkpoint exists but none can be resumed, or nothing.
+
+    "Newest" is the highest global step from the markers, never the file name or time. Kinds
+    come from the markers too (a marker-less checkpoint of another tool: from its name).
+    "Verifies": the file's size and, on a local disk, its CRC-32 equal what its marker records.
+    """
     listing = scan(storage)
     # Another tool's readable '-last' / '-end' checkpoints (a Lightning ModelCheckpoint's) count too.
     found = {**listing.foreign, **listing.complete}
-    ends = [m for n, m in found.items() if candidate_kind(n, m) == "end"]
-    lasts = [m for n, m in found.items() if candidate_kind(n, m) == "last"]
-    if ends:
-        newest_end = max(ends, key=lambda m: (m.global_step, m.created))
-        if not resume_past_end:
-            raise TrainingCompletedError(
-                f"training already completed: {storage.path(newest_end.name)} exists; set "
-                "resume.resume_past_end=true to continue past it, or use a new log.name/version"
-            )
-        # A run resumed past the end and then interrupted has a '-last' newer than the '-end'.
-        newest = max([*ends, *lasts], key=lambda m: (m.global_step, m.created))
-        why = "an '-end' checkpoint and resume_past_end=true"
-        if newest is not newest_end:
-            why = f"resume_past_end=true and a '-last' checkpoint past the '-end' (step {newest.global_step})"
-        return ResumeDecision(storage.url, listing, newest, why)
-    if lasts:
-        chosen = max(lasts, key=lambda m: (m.global_step, m.created))
-        why = (
-            "the only '-last' checkpoint"
-            if len(lasts) == 1
-            else (f"highest global step ({chosen.global_step}) of {len(lasts)} '-last' checkpoints")
+    ends = [m for m in found.values() if m.kind == "end"]
+    if ends and not resume_past_end:
+        newest_end = _newest_first(ends)[0]
+        raise TrainingCompletedError(
+            f"training already completed: {storage.path(newest_end.name)} exists; set "
+            "resume.resume_past_end=true to continue past it, or use a new log.name/version"
         )
-        return ResumeDecision(storage.url, listing, chosen, why)
+    kinds = ("last", "end") if resume_past_end else ("last",)
+    preferred = [m for m in found.values() if m.kind in kinds]
+    others = [m for n, m in listing.complete.items() if m.kind not in kinds]
+    rejected: list[str] = []
+    for tier in (preferred, others):
+        for meta in _newest_first(tier):
+            problem = verify(storage, meta)
+            if problem is None:
+                why = _why(meta, preferred, ends, rejected) if tier is preferred else _why_fallback(meta, rejected)
+                return ResumeDecision(storage.url, listing, meta, why, rejected)
+            rejected.append(f"{storage.path(meta.name)} ({problem})")
+    if rejected:
+        raise IncompleteCheckpointError(
+            f"no checkpoint in {storage.url} can be resumed: " + "; ".join(rejected) + ": they no longer match "
+            "their completion markers (damaged after they were written); point resume.path at a good copy"
+        )
     broken = [n for n in listing.incomplete if is_last(n) or is_end(n)]
     if broken:
         paths = " ".join(storage.path(n) for n in broken)
@@ -103,6 +115,28 @@ def decide(storage: Storage, resume_past_end: bool) -> ResumeDecision:
             f"cannot be resumed: delete them (rm -r {paths}) or point resume.path at a complete checkpoint"
         )
     return ResumeDecision(storage.url, listing, None, "no checkpoint")
+
+
+def _why(
+    chosen: CheckpointMeta, preferred: list[CheckpointMeta], ends: list[CheckpointMeta], rejected: list[str]
+) -> str:
+    """Why ``chosen``, a '-last' (or with resume_past_end an '-end') checkpoint, was picked."""
+    if rejected:
+        return f"the newest '-{chosen.kind}' checkpoint that verifies (step {chosen.global_step})"
+    if ends:
+        if chosen.kind == "end":
+            return "an '-end' checkpoint and resume_past_end=true"
+        # A run resumed past the end and then interrupted has a '-last' newer than the '-end'.
+        return f"resume_past_end=true and a '-last' checkpoint past the '-end' (step {chosen.global_step})"
+    if len(preferred) == 1:
+        return "the only '-last' checkpoint"
+    return f"highest global step ({chosen.global_step}) of {len(preferred)} '-last' checkpoints"
+
+
+def _why_fallback(chosen: CheckpointMeta, rejected: list[str]) -> str:
+    """Why ``chosen``, a checkpoint of another kind (top-k), was picked."""
+    first = "no '-last' checkpoint verifies" if rejected else "no '-last' checkpoint (log.ckpt.save_last=false?)"
+    return f"{first}: the newest complete checkpoint by global step ({chosen.global_step})"
 
 
 class AutoResume:
@@ -210,6 +244,8 @@ class AutoResume:
                 warnings.warn(f"AutoResume: no checkpoint found in {where}; training from scratch", stacklevel=2)
             return None
         path = storage.path(self.decision.chosen.name)
+        for rejected in self.decision.rejected:
+            log.warning("damaged checkpoint %s: resuming from %s instead", rejected, path)
         log.info("resuming from %s (%s)", path, self.decision.reason)
         return path
 

@@ -20,7 +20,7 @@ import yaml
 
 from expconf import rundir
 from expconf.checkpoint.meta import CheckpointMeta, Listing, scan
-from expconf.resume import IncompleteCheckpointError, TrainingCompletedError, candidate_kind, decide
+from expconf.resume import IncompleteCheckpointError, TrainingCompletedError, decide
 from expconf.storage import Storage
 
 
@@ -76,7 +76,7 @@ def show(run_dir: Path, out: Any = None) -> int:
     print(f"checkpoints: {storage.url}", file=out)
     listing = _listing(storage)
     found = {**listing.foreign, **listing.complete}
-    candidates = {n: m for n, m in found.items() if candidate_kind(n, m)}
+    candidates = {n: m for n, m in found.items() if m.kind in ("last", "end")}
     print("candidates ('-last' / '-end', complete):", file=out)
     for name, meta in sorted(candidates.items(), key=lambda kv: (kv[1].global_step, kv[1].created)):
         foreign = "  (another tool's: no marker, step read from inside it)" if name not in listing.complete else ""
@@ -85,7 +85,7 @@ def show(run_dir: Path, out: Any = None) -> int:
         print("  (none)", file=out)
     others = {n: m for n, m in listing.complete.items() if n not in candidates}
     if others:
-        print("other complete checkpoints (top-k; never auto-resumed):", file=out)
+        print("other complete checkpoints (top-k; resumed when no '-last' verifies):", file=out)
         for name, meta in sorted(others.items(), key=lambda kv: kv[1].global_step):
             print(f"  {name}  {_describe(meta)}", file=out)
     print("incomplete (no completion marker; never loaded, removed at the next start):", file=out)
@@ -107,6 +107,8 @@ def show(run_dir: Path, out: Any = None) -> int:
         chosen = decision.chosen
         print(f"resume would pick: {storage.path(chosen.name)}", file=out)
         print(f"  at step {chosen.global_step}, because: {decision.reason}", file=out)
+    for rejected in decision.rejected:
+        print(f"  passed over, damaged: {rejected}", file=out)
     return 0
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from expconf import deadline
 from expconf.errors import ConfigError
 
 #: botocore retry policy for s3:// when the user sets none (storage_options.config_kwargs.retries,
@@ -41,6 +42,20 @@ def s3_options(options: dict[str, Any]) -> dict[str, Any]:
         config["retries"] = dict(S3_RETRIES)
     opts["config_kwargs"] = config
     return opts
+
+
+def process_umask() -> int:
+    """The process umask, read without changing it where Linux allows (other threads may be creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def describe(error: BaseException) -> str:
@@ -101,10 +116,14 @@ class Storage:
             config.setdefault("retries", {"max_attempts": 2, "mode": "standard"})
             config.setdefault("connect_timeout", 3)
             options["config_kwargs"] = config
-        try:
-            fs = self._make_fs(options, retries=1)
+        fs = self._make_fs(options, retries=1)
+
+        def write_and_remove() -> None:
             fs.pipe(self.path(probe), b"ok")
             fs.rm(self.path(probe))
+
+        try:
+            deadline.call("probe", write_and_remove, timeout=min(deadline.timeout_s(), deadline.PROBE_TIMEOUT_S))
         except Exception as e:  # every backend raises its own types
             raise ConfigError(
                 key, self.url, f"a reachable, writable location (endpoint {self.endpoint()}: {describe(e)})"
@@ -124,13 +143,17 @@ class Storage:
     # -- reads --------------------------------------------------------------------------------
     def exists(self, name: str) -> bool:
         """Whether ``name`` exists."""
-        return bool(self.fs.exists(self.path(name))) if self.remote else os.path.exists(self.path(name))
+        return (
+            bool(self._call("exists", self.fs.exists, self.path(name)))
+            if self.remote
+            else os.path.exists(self.path(name))
+        )
 
     def listdir(self) -> list[str]:
         """Names directly inside the folder (empty when it does not exist)."""
         if self.remote:
             try:
-                entries = self.fs.ls(self.url, detail=False, refresh=True)
+                entries = self._call("list", self.fs.ls, self.url, detail=False, refresh=True)
             except FileNotFoundError:
                 return []
             return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
@@ -142,7 +165,7 @@ class Storage:
     def read_bytes(self, name: str) -> bytes:
         """The content of ``name``."""
         if self.remote:
-            return bytes(self.fs.cat_file(self.path(name)))
+            return bytes(self._call("read", self.fs.cat_file, self.path(name)))
         with open(self.path(name), "rb") as f:
             return f.read()
 
@@ -164,11 +187,12 @@ class Storage:
             buf = io.BytesIO()
             write(buf)
             data = buf.getvalue()
-            self.fs.pipe(self.path(name), data)
+            self._call("write", self.fs.pipe, self.path(name), data)
             return len(data)
         self.makedirs()
         fd, tmp = tempfile.mkstemp(dir=self.url, prefix=f".{name}.tmp-")
         try:
+            os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600; follow the umask as torch.save does
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
@@ -193,7 +217,7 @@ class Storage:
     def copy(self, src: str, dst: str) -> None:
         """Copy ``src`` to ``dst`` atomically (server-side on object stores; hard link locally when possible)."""
         if self.remote:
-            self.fs.copy(self.path(src), self.path(dst))
+            self._call("copy", self.fs.copy, self.path(src), self.path(dst))
             return
         tmp = self.path(f".{dst}.tmp-{uuid.uuid4().hex[:8]}")
         try:
@@ -211,7 +235,7 @@ class Storage:
         """Delete ``name`` (file or folder); a missing name is not an error."""
         if self.remote:
             with contextlib.suppress(FileNotFoundError):
-                self.fs.rm(self.path(name), recursive=True)
+                self._call("remove", self.fs.rm, self.path(name), recursive=True)
             return
         p = self.path(name)
         if os.path.isdir(p):
@@ -221,6 +245,10 @@ class Storage:
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(p)
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A remote call under the storage deadline (``expconf.deadline``)."""
+        return deadline.call(f"{what} {self.url}", fn, *args, **kwargs)
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.url, os.O_RDONLY)
@@ -234,7 +262,9 @@ def check_remote(root: Any) -> None:
     """Probe every remote location of a validated RootConfig, once per run, before the run dir
     exists: ``log.ckpt.dirpath`` and ``resume.dirpath`` must be writable, ``resume.path`` and
     ``resume.import_path`` must exist. Raises a one-line ConfigError. Light: runs before torch
-    is imported."""
+    is imported. Also sets this process's storage deadline from ``log.ckpt.storage_timeout``."""
+    deadline.configure(root.log.ckpt.storage_timeout)
+    deadline.timeout_s()  # a malformed EXPCONF_STORAGE_TIMEOUT fails here, in one line
     options = root.log.ckpt.storage_options
     for key, url in (("log.ckpt.dirpath", root.log.ckpt.dirpath), ("resume.dirpath", root.resume.dirpath)):
         if url and is_remote(url):

@@ -12,6 +12,7 @@ import os
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,43 @@ class Tokenizer:
         return {"tokenizer": self.spec, "vocab_size": self.vocab_size, "sha256_16": self.fingerprint()}
 
 
+def content_hash(path: Path, root: Path) -> str:
+    """SHA-256 of a file's bytes: what the token caches are keyed by.
+
+    Remembered under ``root`` per file status (size, modification and change times, inode), so a
+    file is read again only after something changed it; the change time (ctime) cannot be set
+    back, so a file rewritten with its old size and mtime is still read again. A file changed in
+    the last seconds is not remembered: a clock tick is coarser than a nanosecond, so a second
+    write within the same tick would leave its status unchanged.
+    """
+    now = time.time_ns()
+    st = path.stat()
+    status = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
+    memo = root / "hashes" / hashlib.sha256(status.encode()).hexdigest()[:32]
+    if memo.is_file():
+        return memo.read_text()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    if now - max(st.st_mtime_ns, st.st_ctime_ns) < 2_000_000_000:
+        return digest.hexdigest()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=memo.parent, prefix=f".{memo.name}.tmp-")
+    with os.fdopen(fd, "w") as out:
+        out.write(digest.hexdigest())
+    os.replace(tmp, memo)
+    return digest.hexdigest()
+
+
 def _corpus_label(cfg: DataConfig) -> tuple[str, list[Path] | None, int | None]:
     """Cache label, text files (None: the stdlib corpus, listed lazily) and byte budget of the text source."""
     if cfg.path is None:
         return f"stdlib:{sys.version_info[:2]}", None, cfg.corpus_megabytes * 1_000_000
     src = Path(cfg.path).expanduser()
     files = _text_files(src)
-    return f"text:{src.resolve()}:" + ",".join(f"{p}:{p.stat().st_size}" for p in files), files, None
+    root = cache_root(cfg)
+    return f"text:{src.resolve()}:" + ",".join(f"{p}:{content_hash(p, root)}" for p in files), files, None
 
 
 def _corpus_bytes(files: list[Path] | None, budget: int | None) -> list[bytes]:
@@ -179,7 +210,8 @@ def prepare_tokens(cfg: DataConfig) -> tuple[Path, Path, int]:
             tokens: np.ndarray = np.memmap(src, dtype=tok.dtype, mode="r")
             if tokens.size == 0:
                 raise ConfigError("data.path", cfg.path, f"a non-empty .bin file of {np.dtype(tok.dtype).name} tokens")
-            return _split_cached(cfg, tokens, f"bin:{src.resolve()}:{src.stat().st_size}", tok.vocab_size)
+            label = f"bin:{src.resolve()}:{content_hash(src, cache_root(cfg))}"
+            return _split_cached(cfg, tokens, label, tok.vocab_size)
     label, files, budget = _corpus_label(cfg)
     key = hashlib.sha256(f"{label}|{tok.fingerprint()}|{budget}|{cfg.val_fraction}".encode()).hexdigest()[:16]
     out = cache_root(cfg) / "tokens" / key

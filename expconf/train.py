@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> None:
 
             hydra_guard.install()  # every composed config is checked before Hydra acts on it
             _hydra_main()
-        except SystemExit:
+        except SystemExit as e:
+            from expconf.cli.report import in_chain
+
+            if in_chain(e, (KeyboardInterrupt,)):
+                sys.exit(130)  # Lightning turns Ctrl-C into exit(1); 130 is what the shell expects
             raise
         except KeyboardInterrupt:
             sys.exit(130)

@@ -16,6 +16,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+_SIGNALS = signal.Signals  # the constructor's ``signal`` argument hides the module
+
 
 class StepProbe(Callback):
     """Appends ``step micro loss.hex()`` per micro-batch to ``path`` (rank 0, flushed at once).
@@ -27,18 +29,40 @@ class StepProbe(Callback):
     ``signal_at``: send ``signal`` to this process right after optimizer step ``signal_at``
     completes, unless the run started at or after that step (a resumed run).
     ``repeat_signal``: send it again 1.5 s later (a second, separate request).
+    ``signal_at=-2``: send it while the run is being built (from this constructor), before fit.
+    ``copy_at_exit``: send a copy of it again once training has torn down (Lightning's signal
+    handlers gone), as a scheduler's duplicate that arrives while the process exits; the
+    preemption callback's duplicate window is widened so the copy counts as one on any load.
     """
 
-    def __init__(self, path: str, signal_at: int = -1, signal: str = "SIGTERM", repeat_signal: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        signal_at: int = -1,
+        signal: str = "SIGTERM",
+        repeat_signal: bool = False,
+        copy_at_exit: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.signal_at = signal_at
         self.signal = signal
         self.repeat_signal = repeat_signal
+        self.copy_at_exit = copy_at_exit
         self._step = 0
         self._micro = 0
         self._start_step = -1
+        if signal_at == -2:
+            os.kill(os.getpid(), _SIGNALS[self.signal])
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.copy_at_exit and stage == "fit":
+            os.kill(os.getpid(), _SIGNALS[self.signal])
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.copy_at_exit:
+            from expconf import early_signal
+
+            early_signal.DUPLICATE_WINDOW_S = 3600.0
         self._start_step = trainer.global_step
         if trainer.is_global_zero:
             with self.path.open("a") as f:
@@ -107,3 +131,37 @@ def read_log(path: Path) -> tuple[dict[tuple[int, int], str], list[int], list[st
             conflicts.append(f"{key}: {losses[key]} then {parts[2]}")
         losses[key] = parts[2]
     return losses, starts, conflicts
+
+
+class TouchAt(Callback):
+    """Creates the file ``path`` right after optimizer step ``step`` completes (silences a
+    ``silent_server.SilentServer`` that forwards until that file exists)."""
+
+    def __init__(self, path: str, step: int) -> None:
+        self.path = Path(path)
+        self.step = step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            self.path.touch()
+
+
+class HoldAt(Callback):
+    """Right after optimizer step ``step`` completes, creates ``path`` and then sleeps until the
+    process is killed: a live run that holds its run dir for as long as a test needs."""
+
+    def __init__(self, path: str, step: int) -> None:
+        self.path = Path(path)
+        self.step = step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self.step:
+            import time
+
+            self.path.touch()
+            while True:
+                time.sleep(60)

@@ -13,16 +13,13 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
+from expconf import early_signal
 from expconf.lightning_internals import skip_next_validation, take_over_sigterm
 
 log = logging.getLogger(__name__)
 
 #: Exit status after a preemption checkpoint: EX_TEMPFAIL from sysexits.h, "try again later".
 REQUEUE_EXIT_CODE = 75
-
-# Copies of one signal (a scheduler signalling the process group while torchrun forwards it)
-# arriving closer together than this are one request; a later one is a second request.
-_DUPLICATE_WINDOW_S = 1.0
 
 
 class PreemptionCallback(Callback):
@@ -33,6 +30,13 @@ class PreemptionCallback(Callback):
     :data:`REQUEUE_EXIT_CODE`: in a plain Trainer the process exits when the Trainer tears down
     after the stop (``exit_on_preemption``); under ``expconf.train`` once ``fit`` has returned. A second signal (more than a second after the first) is
     re-delivered with the default action, so the process terminates: it is never swallowed.
+
+    :meth:`arm` (called by ``expconf.train`` before it sets the run up, at the latest in
+    ``setup``) installs the handler before fit, so a signal that arrives earlier (recorded by
+    :mod:`expconf.early_signal` while the run is built) is honoured at the end of the first step.
+    With ``keep_after_signal`` (set by ``expconf.train``, which exits once fit returns) the
+    handler stays installed after a signal until the process exits, so copies of it that arrive
+    while the run exits still count as one; otherwise the earlier handler is back after fit.
     """
 
     def __init__(self, sig: int | str | None = None, exit_on_preemption: bool = True) -> None:
@@ -45,6 +49,9 @@ class PreemptionCallback(Callback):
         self._received_at = 0.0
         self._previous: Any = None
         self._installed = False
+        self._outer: Any = None  # the handler before arm()
+        self._armed = False
+        self.keep_after_signal = False
         self._last_step = -1
         self._launcher: Any = None
 
@@ -56,7 +63,13 @@ class PreemptionCallback(Callback):
     # -- the handler ----------------------------------------------------------------------------
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
-        if self.received and now - self._received_at > _DUPLICATE_WINDOW_S:
+        if not self._armed and not self._installed and not self.received:
+            # Left behind by a run that ended without a signal (Lightning's teardown may put this
+            # handler back): act as the handler that was there before.
+            signal.signal(signum, self._outer if self._outer is not None else signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if self.received and now - self._received_at > early_signal.DUPLICATE_WINDOW_S:
             # A second request: stop waiting. The default action (terminate) is restored and the
             # signal re-delivered, so neither this handler nor Lightning's can swallow it.
             log.warning("second %s: terminating without waiting for the checkpoint", signal.Signals(signum).name)
@@ -78,6 +91,28 @@ class PreemptionCallback(Callback):
             self.received = True
             self._received_at = now
 
+    def arm(self) -> None:
+        """Install the handler before fit (idempotent); :meth:`disarm` puts the earlier one back."""
+        if self._armed:
+            return
+        self._outer = signal.signal(self.sig, self._handler)
+        self._armed = True
+        early = early_signal.take(self.sig)  # the signal as recorded while the run was built
+        if early is not None:
+            self._outer, received_at = early
+            if received_at is not None and not self.received:
+                log.warning("received %s before training: checkpointing after the first step", self.sig.name)
+                self.received, self._received_at = True, received_at
+
+    def disarm(self) -> None:
+        """Put back the handler found by :meth:`arm` (kept after a signal with ``keep_after_signal``)."""
+        if self._armed and not self._keeps():
+            signal.signal(self.sig, self._outer if self._outer is not None else signal.SIG_DFL)
+            self._armed = False
+
+    def _keeps(self) -> bool:
+        return self.received and self.keep_after_signal
+
     def install(self) -> None:
         """Install the handler (Lightning installs its own at fit start, so this runs after)."""
         if self._installed:
@@ -86,12 +121,17 @@ class PreemptionCallback(Callback):
         self._installed = True
 
     def uninstall(self) -> None:
-        """Put back the handler that was there before."""
+        """Put back the handler that was there before (kept after a signal with ``keep_after_signal``)."""
         if self._installed:
-            signal.signal(self.sig, self._previous if self._previous is not None else signal.SIG_DFL)
+            kept = self._handler if self._keeps() else self._previous
+            signal.signal(self.sig, kept if kept is not None else signal.SIG_DFL)
             self._installed = False
 
     # -- Lightning hooks ------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.arm()  # before Lightning's own handler, which then keeps it as the one to restore
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_step = trainer.global_step
         self._launcher = getattr(trainer.strategy, "launcher", None)
@@ -131,10 +171,13 @@ class PreemptionCallback(Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.uninstall()
+        self.disarm()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # The checkpoint is durable (awaited in on_train_batch_end) and every rank stopped at the
         # same step, so each rank ends here with the requeue code, as NeMo's callback ends its process.
+        if stage == "fit":
+            self.disarm()
         if stage == "fit" and self.preempted and self.exit_on_preemption:
             if trainer.is_global_zero:
                 requeue_slurm_job()

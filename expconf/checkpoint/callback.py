@@ -23,6 +23,7 @@ import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.callbacks import Checkpoint
 
+from expconf import deadline
 from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, Listing, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, format_checkpoint_name
@@ -94,6 +95,7 @@ class ModelCheckpoint(Checkpoint):
         save_optim_on_train_end: bool = True,
         always_save_context: bool = False,
         save_context_on_train_end: bool = False,
+        storage_timeout: float | None = None,
     ) -> None:
         try:
             check_checkpoint_arguments(
@@ -104,6 +106,8 @@ class ModelCheckpoint(Checkpoint):
                 every_n_train_steps=every_n_train_steps,
                 every_n_epochs=every_n_epochs,
                 train_time_interval=train_time_interval,
+                storage_timeout=storage_timeout,
+                filename=filename,
                 lightning_wording=True,
             )
         except ConfigError as e:
@@ -127,6 +131,7 @@ class ModelCheckpoint(Checkpoint):
         self.async_save = async_save
         self.save_weights_only = save_weights_only
         self.storage_options = dict(storage_options or {})
+        self.storage_timeout = storage_timeout  # see expconf.deadline
         self.auto_insert_metric_name = auto_insert_metric_name
         self.verbose = verbose
         self.save_on_exception = save_on_exception
@@ -151,6 +156,7 @@ class ModelCheckpoint(Checkpoint):
         self._taken: set[str] = set()  # names in the folder (rank 0): listed at setup, then this run's saves
         self._ours: set[str] = set()  # the part of _taken expconf wrote (complete, with a marker)
         self._listing: Listing | None = None  # the folder at setup (rank 0): top-k is rebuilt from it on resume
+        self._stale_lasts: set[str] = set()  # a resumed run's complete last checkpoints listed at setup (rank 0)
         self._last_saved_step = -1  # the step of the last top-k / '-last' save (not '-end')
         self._saved_this_fit = False
         self.interrupted = False  # set by PreemptionCallback: no '-end' checkpoint then
@@ -213,6 +219,8 @@ class ModelCheckpoint(Checkpoint):
         self._final = None
         self._saved_this_fit = False
         self._last_time_checked = time.monotonic()
+        if self.storage_timeout is not None:
+            deadline.configure(self.storage_timeout)
         if getattr(trainer.strategy, "sharded_checkpoint", False) and self.sharded is None:
             self.sharded = ShardedCheckpoints(self.storage_options, self.async_save)
             self.sharded.setup()
@@ -243,6 +251,7 @@ class ModelCheckpoint(Checkpoint):
             if meta.kind == "topk" and meta.score is not None and meta.monitor == self.monitor
         }
         lasts = listing.by_kind("last")
+        self._stale_lasts = {m.name for m in lasts}
         if lasts:
             self.last_model_path = storage.path(lasts[-1].name)
         self._update_best()
@@ -425,10 +434,12 @@ class ModelCheckpoint(Checkpoint):
         self._taken.add(name)
         self._ours.add(name)
 
-    def _release(self, storage: Storage, plan: SavePlan, name: str, keep: str) -> None:
+    def _release(self, storage: Storage, plan: SavePlan, name: str, keep: str, resumed_from_too: bool = False) -> None:
         """Delete checkpoint ``name`` this callback replaced, unless it is ``keep`` (just rewritten),
-        the one resumed from, or not expconf's."""
-        if not name or name == keep or name in self.protected or name not in self._ours:
+        not expconf's, or the one resumed from (a top-k entry; a last one goes: ``resumed_from_too``)."""
+        if not name or name == keep or name not in self._ours:
+            return
+        if name in self.protected and not resumed_from_too:
             return
         plan.delete(storage, name)
         self._taken.discard(name)
@@ -536,7 +547,13 @@ class ModelCheckpoint(Checkpoint):
         else:
             payload["expconf"] = {"kind": "last", "global_step": metrics["step"]}
             plan.write(storage, last, payload, meta)
-        self._release(storage, plan, _name_of(self.last_model_path), keep=last)
+        # The previous one goes once this one is complete, and in a resumed run every last one listed
+        # at setup too, the one resumed from included (loaded by then): one remains however often a
+        # run is killed and resumed.
+        self._release(storage, plan, _name_of(self.last_model_path), keep=last, resumed_from_too=True)
+        for stale in sorted(self._stale_lasts):
+            self._release(storage, plan, stale, keep=last, resumed_from_too=True)
+        self._stale_lasts = set()
         self._claim(last)
         self.last_model_path = storage.path(last)
         return last

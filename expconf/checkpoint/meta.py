@@ -3,8 +3,11 @@
 A checkpoint ``X.ckpt`` (a file, or a folder for other writers) is *complete* only when its
 marker ``X.ckpt.meta.json`` exists. The marker is written after every byte of the checkpoint
 is durable, so a crash at any instant leaves either a complete checkpoint or an incomplete
-one that is never loaded. Scores and steps are read from the marker, never parsed back out of
-file names.
+one that is never loaded. Scores, steps and the kind (top-k, ``-last``, ``-end``) are read from the
+marker, never parsed back out of file names. The marker also records the file's size, which
+together with the CRC-32 that ``torch.save`` stores for every record of the file lets resume
+recognise a checkpoint damaged after it was completed (truncated, overwritten) before it loads
+it (:func:`verify`).
 
 A folder may be shared with other tools (a Lightning ``ModelCheckpoint``, a user's copies), so
 only what is provably expconf's is ever removed: its temporary files, orphan markers, and
@@ -17,10 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from expconf.checkpoint.naming import is_end, is_last
 from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -45,7 +50,7 @@ class CheckpointMeta:
     score: float | None = None
     consumed_samples: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    size_bytes: int = 0
+    size_bytes: int = 0  # 0: not recorded (a folder, or a marker of an older expconf)
     created: float = field(default_factory=time.time)
     format: str = FORMAT
 
@@ -83,9 +88,29 @@ class Listing:
         return sorted(metas, key=lambda m: (m.global_step, m.created))
 
 
+def reserved_clash(template: str) -> str | None:
+    """What a checkpoint ``filename`` template shares with the names expconf reserves for its
+    ``-last`` / ``-end`` copies, temporary files and markers (None: nothing)."""
+    from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX
+
+    stem = template[: -len(CKPT_SUFFIX)] if template.endswith(CKPT_SUFFIX) else template
+    if TMP_TAG in template:
+        return f"'{TMP_TAG}' marks temporary files"
+    for suffix in (LAST_SUFFIX, END_SUFFIX, MARKER_SUFFIX):
+        if stem.endswith(suffix):
+            return f"the ending '{suffix}' is expconf's own"
+    return None
+
+
 def is_checkpoint_name(name: str) -> bool:
     """Whether ``name`` looks like a checkpoint (file or folder) rather than a marker or temp file."""
-    return not name.endswith(MARKER_SUFFIX) and TMP_TAG not in name and not name.startswith(".")
+    return not name.endswith(MARKER_SUFFIX) and not is_temporary(name)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one of expconf's temporary files (``.<name>.tmp-<random>``); a checkpoint
+    whose own name contains ``.tmp-`` (an older run's template) is not one."""
+    return name.startswith(".") and TMP_TAG in name
 
 
 def scan(storage: Storage) -> Listing:
@@ -101,7 +126,7 @@ def scan(storage: Storage) -> Listing:
     removable: list[str] = []
     foreign: dict[str, CheckpointMeta] = {}
     for name in names:
-        if TMP_TAG in name:
+        if is_temporary(name):
             removable.append(name)
         elif name.endswith(MARKER_SUFFIX):
             target = name[: -len(MARKER_SUFFIX)]
@@ -154,11 +179,81 @@ def peek(storage: Storage, name: str) -> dict[str, Any] | None:
 
 def foreign_meta(name: str, content: dict[str, Any]) -> CheckpointMeta:
     """A checkpoint another tool wrote, described from its own content (kind from its name)."""
-    stem = name[: -len(CKPT_SUFFIX)] if name.endswith(CKPT_SUFFIX) else name
-    kind = "last" if stem.endswith("-last") else "end" if stem.endswith("-end") else "foreign"
+    kind = "last" if is_last(name) else "end" if is_end(name) else "foreign"
     return CheckpointMeta(
         name=name, global_step=int(content.get("global_step", 0)), epoch=int(content.get("epoch", 0)), kind=kind
     )
+
+
+def checkpoint_size(storage: Storage, name: str) -> int | None:
+    """The size in bytes of checkpoint file ``name``; None for a folder (a sharded checkpoint)."""
+    if storage.remote:
+        info = storage.fs.info(storage.path(name))
+        return None if info.get("type") == "directory" else int(info["size"])
+    path = storage.path(name)
+    return None if os.path.isdir(path) else os.path.getsize(path)
+
+
+# bad_record's answers in this process, by file status: a start checks the folder before the run
+# dir is touched and again when it resumes, and reads each checkpoint only once.
+_CHECKED: dict[tuple[str, int, int, int, int], str | None] = {}
+
+
+def bad_record(path: str) -> str | None:
+    """The first record of local checkpoint file ``path`` (a ``torch.save`` zip archive) whose bytes
+    no longer match the CRC-32 stored for it, or why the archive cannot be read; None when all match.
+    Records stored without a CRC (``torch.serialization.set_crc32_options(False)``: 0) pass."""
+    now = time.time_ns()
+    st = os.stat(path)
+    status = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if status in _CHECKED:
+        return _CHECKED[status]
+    problem = _bad_record(path)
+    # A file changed in the last seconds is not remembered: file times tick coarser than their
+    # nanoseconds, so a rewrite within the same tick would leave its status unchanged.
+    if now - max(st.st_mtime_ns, st.st_ctime_ns) > 2_000_000_000:
+        _CHECKED[status] = problem
+    return problem
+
+
+def _bad_record(path: str) -> str | None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0:
+                    continue
+                try:
+                    with archive.open(info) as f:
+                        while f.read(1 << 22):
+                            pass
+                except zipfile.BadZipFile:
+                    return f"its record {info.filename} fails its CRC-32"
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f"it is not a readable torch.save archive ({e})"
+    return None
+
+
+def verify(storage: Storage, meta: CheckpointMeta) -> str | None:
+    """Why expconf's checkpoint ``meta.name`` no longer matches what was written, or None.
+
+    The size is compared with the marker's wherever the checkpoint lives; on a local disk the
+    file is also read once to check the CRC-32 of every record (on an object store that would
+    mean downloading it twice). Folders (sharded checkpoints) and checkpoints whose marker records
+    no size (another tool's, or an older expconf's) are not verified.
+    """
+    if not meta.size_bytes:
+        return None
+    try:
+        size = checkpoint_size(storage, meta.name)
+    except FileNotFoundError:
+        return "it is gone"
+    if size is None:
+        return None
+    if size != meta.size_bytes:
+        return f"it has {size} bytes, its marker records {meta.size_bytes}"
+    return None if storage.remote else bad_record(storage.path(meta.name))
 
 
 def clean_incomplete(storage: Storage, listing: Listing, keep: set[str] | None = None) -> list[str]:

@@ -80,9 +80,12 @@ class SavePlan:
 
     steps: list[Step] = field(default_factory=list)
     label: str = ""
+    #: Markers of the checkpoints this plan writes (a copy's marker takes its source's size).
+    written: dict[str, CheckpointMeta] = field(default_factory=dict)
 
     def write(self, storage: Storage, name: str, payload: dict[str, Any], meta: CheckpointMeta) -> None:
-        """Write ``name`` then its marker."""
+        """Write ``name`` then its marker (which records the size of what was written)."""
+        self.written[name] = meta
 
         def run() -> None:
             meta.size_bytes = storage.write_atomic(name, torch_save_to(payload))
@@ -95,6 +98,9 @@ class SavePlan:
 
         def run() -> None:
             storage.copy(src, dst)
+            source = self.written.get(src)
+            if source is not None:
+                meta.size_bytes = source.size_bytes
             storage.write_bytes_atomic(marker_name(dst), meta.to_json())
 
         self.steps.append(run)

@@ -38,6 +38,9 @@ class CheckpointConfig:
         help="fsspec options for a remote dirpath (endpoint_url, key, secret, ...); never saved to the run dir",
         factory=dict,
     )
+    storage_timeout: Optional[float] = doc(
+        None, "seconds one remote storage call may take before it fails (null: $EXPCONF_STORAGE_TIMEOUT or 600)"
+    )
 
     def validate(self, prefix: str = "log.ckpt") -> None:
         """Check choices and ranges; raises ConfigError."""
@@ -49,6 +52,8 @@ class CheckpointConfig:
             every_n_train_steps=self.every_n_train_steps,
             every_n_epochs=self.every_n_epochs,
             train_time_interval=self.train_time_interval,
+            storage_timeout=self.storage_timeout,
+            filename=self.filename,
         )
         if self.filename is not None:
             require(
@@ -74,6 +79,8 @@ def check_checkpoint_arguments(
     every_n_train_steps: int | None,
     every_n_epochs: int | None,
     train_time_interval: timedelta | float | None,
+    storage_timeout: float | None = None,
+    filename: str | None = None,
     lightning_wording: bool = False,
 ) -> None:
     """The rules ``log.ckpt`` and :class:`expconf.ModelCheckpoint` share, with Lightning's ranges.
@@ -112,6 +119,13 @@ def check_checkpoint_arguments(
             "null or a number of seconds >= 0",
             f"Invalid value for train_time_interval={t}. Must be >= 0 seconds",
         )
+    if storage_timeout is not None and not 0 < storage_timeout < float("inf"):
+        refuse(
+            "storage_timeout",
+            storage_timeout,
+            "null or a number of seconds > 0",
+            f"Invalid value for storage_timeout={storage_timeout}. Must be > 0 seconds",
+        )
     given = {"every_n_train_steps": every_n_train_steps, "every_n_epochs": every_n_epochs, "train_time_interval": t}
     triggers = [k for k, v in given.items() if v]
     if len(triggers) > 1:
@@ -123,6 +137,15 @@ def check_checkpoint_arguments(
             f"and train_time_interval={t} should be mutually exclusive.",
             "the save triggers are mutually exclusive",
         )
+    if filename is not None:
+        from expconf.checkpoint.meta import reserved_clash
+
+        clash = reserved_clash(filename)
+        if clash:
+            expected = "a template that neither ends in '-last', '-end' or '.meta.json' nor contains '.tmp-'"
+            refuse(
+                "filename", filename, expected, f"filename={filename!r} collides with reserved names: {clash}", clash
+            )
 
 
 def _template_ok(template: str) -> bool:

@@ -36,5 +36,12 @@ def check_local_path(key: str, path: str | None, expected: str, *, kind: str = "
     if path is None or is_remote(path):
         return
     local = os.path.expanduser(path.removeprefix("file://"))
-    ok = {"any": os.path.exists, "file": os.path.isfile, "dir": os.path.isdir}[kind](local)
-    require(ok, key, path, expected, "" if os.path.exists(local) else "no such file or folder")
+    # "any" is a regular file or a folder: reading a FIFO or a device would block or never end.
+    ok = {"any": lambda p: os.path.isfile(p) or os.path.isdir(p), "file": os.path.isfile, "dir": os.path.isdir}[kind](
+        local
+    )
+    if not os.path.exists(local):
+        hint = "no such file or folder"
+    else:
+        hint = "" if os.path.isfile(local) or os.path.isdir(local) else "not a regular file or folder"
+    require(ok, key, path, expected, hint)

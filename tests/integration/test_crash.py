@@ -1,6 +1,8 @@
 """Crash safety: ``kill -9`` of the whole process group at random instants, and during
 checkpoint writes, for 20+ rounds; every restart resumes from the newest complete checkpoint
-and the final weights equal those of a run that was never killed.
+and the final weights equal those of a run that was never killed. Shorter runs that kill
+themselves after a given step check which checkpoint the restart picks: one '-last' remains
+after several rounds, a damaged one is passed over, and without '-last' the newest top-k.
 
 Each round is a real process in its own process group, forked from this (already imported)
 test process so that a round costs the training, not the imports; it runs the CLI's own
@@ -46,9 +48,11 @@ ARGS = [
 ]
 
 
-def spawn(workdir: Path, log: Path, out: Path) -> int:
-    """Fork a process group that runs ``python -m expconf.train ARGS`` in ``workdir``."""
-    probe = f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{log}'}}]"
+def spawn(workdir: Path, log: Path, out: Path, args: list[str] = ARGS, kill_at: int = -1) -> int:
+    """Fork a process group that runs ``python -m expconf.train args`` in ``workdir``; with
+    ``kill_at``, the run sends itself SIGKILL when optimizer step ``kill_at`` is done (before that
+    step is saved)."""
+    probe = f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{log}',signal_at:{kill_at},signal:SIGKILL}}]"
     pid = os.fork()
     if pid:
         return pid
@@ -63,7 +67,7 @@ def spawn(workdir: Path, log: Path, out: Path) -> int:
         os.environ.update(helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*"))
         from expconf.train import main
 
-        main([*ARGS, probe])
+        main([*args, probe])
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -175,3 +179,56 @@ def test_kill9_at_random_instants_resumes_from_newest_complete_checkpoint(tmp_pa
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "final weights differ from the uninterrupted run"  # type: ignore[arg-type]
     print(f"{ROUNDS} kill -9 rounds, {partial_rounds} left a partial checkpoint, resumed at {starts}", file=sys.stderr)
+
+
+KEEP_ALL = [
+    *TINY,
+    "trainer.max_steps=8",
+    "trainer.val_check_interval=1000",
+    "log.ckpt.every_n_train_steps=1",
+    "log.ckpt.monitor=null",
+    "log.ckpt.save_top_k=-1",  # a top-k checkpoint at every step: older ones to fall back to
+    "log.tensorboard.enabled=false",
+    "callbacks.timing=false",
+    "resume.resume_if_exists=true",
+    "resume.resume_ignore_no_checkpoint=true",
+]
+
+
+def lasts(folder: Path) -> dict[str, int]:
+    """The '-last' checkpoint files in ``folder`` and the steps their markers record."""
+    from expconf.checkpoint.meta import CheckpointMeta, marker_name
+
+    return {
+        p.name: CheckpointMeta.from_json((folder / marker_name(p.name)).read_bytes()).global_step
+        for p in folder.glob("*-last.ckpt")
+    }
+
+
+def test_kill9_rounds_leave_one_last_and_a_damaged_one_is_passed_over(tmp_path: Path) -> None:
+    args = [*KEEP_ALL, "log.name=lasts", "log.version=v1"]
+    folder = tmp_path / "nemo_experiments" / "lasts" / "v1" / "checkpoints"
+    log, out = tmp_path / "losses.log", tmp_path / "out.txt"
+    for kill in (2, 4, 6):
+        assert wait(spawn(tmp_path, log, out, args, kill_at=kill)) == -signal.SIGKILL, out.read_text()[-3000:]
+        # Killed before step `kill` was saved; the '-last' resumed from is gone once a newer one is complete.
+        assert list(lasts(folder).values()) == [kill - 1], sorted(os.listdir(folder))
+    # Damage the newest '-last' (step 5). It is a hard link of the top-k file of step 5, so that
+    # one is damaged too: the restart passes over both and resumes from step 4.
+    [last] = folder.glob("*-last.ckpt")
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    assert wait(spawn(tmp_path, log, out, args)) == 0, out.read_text()[-3000:]
+    assert read_log(log)[1] == [0, 1, 3, 4]
+    rank_log = folder.parent / "nemo_log_globalrank-0_localrank-0.txt"  # this start's log
+    warnings = [line for line in rank_log.read_text().splitlines() if "damaged checkpoint" in line]
+    assert len(warnings) == 2 and all("its marker records" in w and "step=4" in w for w in warnings), warnings
+    assert list(lasts(folder).values()) == [8]
+
+
+def test_kill9_without_last_resumes_from_the_newest_top_k(tmp_path: Path) -> None:
+    args = [*KEEP_ALL, "log.name=nolast", "log.version=v1", "log.ckpt.save_last=false"]
+    log, out = tmp_path / "losses.log", tmp_path / "out.txt"
+    assert wait(spawn(tmp_path, log, out, args, kill_at=4)) == -signal.SIGKILL, out.read_text()[-3000:]
+    assert wait(spawn(tmp_path, log, out, args)) == 0, out.read_text()[-3000:]
+    assert read_log(log)[1] == [0, 3]
+    assert "no checkpoint found" not in out.read_text()

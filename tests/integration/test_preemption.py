@@ -242,3 +242,25 @@ def test_requeue_names_the_array_task(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     assert requeue_slurm_job()
     assert record.read_text().split() == ["requeue", "70_3"]
+
+
+def test_signal_before_fit_is_honoured_after_the_first_step(tmp_path: Path) -> None:
+    # Sent while the run is being built (the probe's constructor), before any Lightning handler.
+    proc = launch(tmp_path, tmp_path / "losses.log", signal_at=-2)
+    assert proc.returncode == 75, (proc.returncode, proc.stderr[-3000:])
+    [last] = checkpoints(tmp_path).glob("*-last.ckpt")
+    assert "step=1-" in last.name and Path(f"{last}.meta.json").is_file()
+
+
+def test_copy_of_the_signal_while_exiting_counts_as_one(tmp_path: Path) -> None:
+    # The copy arrives after Lightning's teardown put its handlers back: still one request.
+    proc = launch(tmp_path, tmp_path / "losses.log", "+callbacks.extra.0.copy_at_exit=true", signal_at=2)
+    assert proc.returncode == 75, (proc.returncode, proc.stderr[-3000:])
+    assert "preempted: resumable checkpoint written; exit code 75" in proc.stdout
+    [last] = checkpoints(tmp_path).glob("*-last.ckpt")
+    assert "step=3-" in last.name and Path(f"{last}.meta.json").is_file()
+
+
+def test_sigint_exits_130(tmp_path: Path) -> None:
+    proc = launch(tmp_path, tmp_path / "losses.log", signal_at=2, sig="SIGINT")
+    assert proc.returncode == 130, (proc.returncode, proc.stderr[-3000:])

@@ -256,7 +256,8 @@ def test_async_preemption_waits_for_pending_upload(s3_server: SeaweedS3, s3_buck
 
 
 def test_incomplete_uploads_are_never_resumed_and_get_cleaned(s3_server: SeaweedS3, s3_bucket: str) -> None:
-    """Objects without a marker (cut-off uploads) are incomplete: resume skips them, rank 0 removes them."""
+    """Objects without a marker (cut-off uploads) are incomplete: resume skips them, rank 0 removes them;
+    one whose size no longer matches its marker is refused too."""
     import torch
 
     from expconf.checkpoint.meta import CheckpointMeta, clean_incomplete, scan
@@ -287,3 +288,8 @@ def test_incomplete_uploads_are_never_resumed_and_get_cleaned(s3_server: Seaweed
         "m-step=4-last.ckpt.meta.json",
     ]
     assert scan(storage).incomplete == []
+
+    # An object cut off after its marker was written: its size no longer matches, resume refuses it.
+    fs.pipe(f"{s3_bucket}/ck/m-step=4-last.ckpt", fs.cat_file(f"{s3_bucket}/ck/m-step=4-last.ckpt")[:100])
+    with pytest.raises(IncompleteCheckpointError, match=r"m-step=4-last\.ckpt \(it has 100 bytes, its marker records"):
+        decide(storage, resume_past_end=False)

@@ -155,3 +155,14 @@ def test_wait_all_and_loading_wait_for_pending_saves(tmp_path: Path) -> None:
     wait_all()
     assert writer.pending() == 0
     writer.close()
+
+
+def test_markers_record_the_size_also_for_a_copy(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    plan = SavePlan(label="a")
+    plan.write(storage, "a.ckpt", {"x": torch.arange(100.0)}, meta("a.ckpt"))
+    plan.copy(storage, "a.ckpt", "a-last.ckpt", meta("a-last.ckpt"))
+    CheckpointWriter().submit(plan)
+    size = (tmp_path / "a.ckpt").stat().st_size
+    for name in ("a.ckpt", "a-last.ckpt"):
+        assert CheckpointMeta.from_json((tmp_path / marker_name(name)).read_bytes()).size_bytes == size, name

@@ -105,6 +105,8 @@ CASES = [
     Case("progress-bar", [R, "callbacks.progress_bar=fancy"], "callbacks.progress_bar", ["'rich'"]),
     Case("seed", [R, "seed=-1"], "seed", [">= 0"]),
     Case("log-name", [R, "log.name=a/b"], "log.name", ["a single folder name", "path separator"]),
+    Case("ckpt-filename-end", [R, "log.ckpt.filename='gpt-{step}-end'"], "log.ckpt.filename", ["'-end'"]),
+    Case("ckpt-filename-tmp", [R, "log.ckpt.filename='gpt.tmp-{step}'"], "log.ckpt.filename", ["'.tmp-'"]),
     Case("ckpt-filename-slash", [R, "log.ckpt.filename=dir/gpt"], "log.ckpt.filename", ["dirpath"]),
     Case("ckpt-filename-braces", [R, "log.ckpt.filename='gpt--{val_loss'"], "log.ckpt.filename", ["braces"]),
     Case(

@@ -20,16 +20,21 @@ from helpers import quiet_trainer
 
 
 def put(folder: Path, name: str, step: int, kind: str, *, marker: bool = True, mtime: float | None = None) -> Path:
-    """A checkpoint file (or, for names without '.ckpt', a folder) with or without its marker."""
+    """A checkpoint file (or, for names without '.ckpt', a folder) with or without its marker; a
+    file's marker records its size, as expconf's writer does."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    if name.endswith(".ckpt"):
-        path.write_bytes(b"weights")
+    meta = CheckpointMeta(name, step, 0, kind)
+    if name.endswith(".ckpt") and not marker:
+        path.write_bytes(b"weights")  # cut off mid-write: not a readable checkpoint
+    elif name.endswith(".ckpt"):
+        torch.save({"state_dict": {"w": torch.full((64,), float(step))}, "global_step": step}, path)
+        meta.size_bytes = path.stat().st_size
     else:
         path.mkdir()
         (path / "shard0").write_bytes(b"weights")
     if marker:
-        (folder / (name + MARKER_SUFFIX)).write_bytes(CheckpointMeta(name, step, 0, kind).to_json())
+        (folder / (name + MARKER_SUFFIX)).write_bytes(meta.to_json())
     if mtime is not None:
         os.utime(path, (mtime, mtime))
     return path
@@ -163,7 +168,7 @@ def test_only_incomplete_candidates_is_an_error_naming_them(
 ) -> None:
     folder = tmp_path / "c"
     broken = put(folder, "gpt--step=99-last.ckpt", 99, "last", marker=False)
-    put(folder, "gpt--step=5.ckpt", 5, "topk")  # complete, but not a resume candidate
+    put(folder, "notes.txt", 5, "topk", marker=False)  # not a checkpoint
     resume = AutoResume(resume_if_exists=True, resume_ignore_no_checkpoint=ignore)
     with pytest.raises(IncompleteCheckpointError) as info:
         choose(resume, trainer(tmp_path, folder), monkeypatch)
@@ -173,7 +178,7 @@ def test_only_incomplete_candidates_is_an_error_naming_them(
 
 def test_nothing_found_is_a_not_found_error_naming_the_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "c"
-    put(folder, "gpt--step=5.ckpt", 5, "topk")
+    put(folder, "notes.txt", 5, "topk", marker=False)  # not a checkpoint
     with pytest.raises(NotFoundError, match=re.escape(str(folder))) as info:
         choose(AutoResume(resume_if_exists=True), trainer(tmp_path, folder), monkeypatch)
     assert "resume_ignore_no_checkpoint" in str(info.value)
@@ -192,6 +197,66 @@ def test_nothing_found_with_ignore_warns_and_starts_from_scratch(
             AutoResume(resume_if_exists=True, resume_ignore_no_checkpoint=True), trainer(tmp_path, folder), monkeypatch
         )
     assert got is None
+
+
+def test_without_last_the_newest_complete_checkpoint_by_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # save_last=false: only top-k checkpoints; names and modification times point at the wrong one.
+    folder = tmp_path / "c"
+    put(folder, "gpt--step=900.ckpt", 300, "topk", mtime=2_000_000_000)
+    right = put(folder, "gpt--step=1.ckpt", 700, "topk", mtime=1_000_000_000)
+    put(folder, "gpt--step=800.ckpt", 800, "topk", marker=False)  # incomplete
+    resume = AutoResume(resume_if_exists=True)
+    assert choose(resume, trainer(tmp_path, folder), monkeypatch) == str(right)
+    assert resume.decision is not None and "newest complete checkpoint by global step (700)" in resume.decision.reason
+
+
+def test_kind_comes_from_the_marker_not_the_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A template ending in '-end' (refused since, but such folders exist): a top-k file named
+    # like an '-end' checkpoint does not make the run "completed", and a '-last' named so resumes.
+    folder = tmp_path / "c"
+    put(folder, "gpt--step=4-end.ckpt", 4, "topk")
+    last = put(folder, "gpt--step=6-end-last.ckpt", 6, "last")
+    resume = AutoResume(resume_if_exists=True)
+    assert choose(resume, trainer(tmp_path, folder), monkeypatch) == str(last)
+    assert resume.decision is not None and resume.decision.reason == "the only '-last' checkpoint"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_a_damaged_checkpoint_is_passed_over_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    folder = tmp_path / "c"
+    put(folder, "gpt--step=10.ckpt", 10, "topk")
+    good = put(folder, "gpt--step=20.ckpt", 20, "topk")
+    older_last = put(folder, "gpt--step=15-last.ckpt", 15, "last")
+    bad = put(folder, "gpt--step=30-last.ckpt", 30, "last")
+    data = bad.read_bytes()
+    if damage == "truncated":
+        bad.write_bytes(data[:5])
+    else:  # same size, other bytes: only the CRC-32 of its records tells
+        bad.write_bytes(
+            data.replace(torch.full((64,), 30.0).numpy().tobytes(), torch.full((64,), 31.0).numpy().tobytes())
+        )
+    resume = AutoResume(resume_if_exists=True)
+    with caplog.at_level("WARNING", logger="expconf"):
+        assert choose(resume, trainer(tmp_path, folder), monkeypatch) == str(older_last)
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(bad) in line and f"resuming from {older_last} instead" in line and "\n" not in line
+    # Every '-last' damaged (a '-last' is a hard link of the top-k file of its step): the newest
+    # top-k checkpoint that verifies.
+    older_last.write_bytes(b"")
+    assert choose(AutoResume(resume_if_exists=True), trainer(tmp_path, folder), monkeypatch) == str(good)
+
+
+def test_only_damaged_checkpoints_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "c"
+    bad = put(folder, "gpt--step=30-last.ckpt", 30, "last")
+    bad.write_bytes(bad.read_bytes()[:3])
+    resume = AutoResume(resume_if_exists=True, resume_ignore_no_checkpoint=True)
+    with pytest.raises(IncompleteCheckpointError) as info:
+        choose(resume, trainer(tmp_path, folder), monkeypatch)
+    msg = str(info.value)
+    assert "\n" not in msg and str(bad) in msg and "it has 3 bytes, its marker records" in msg
 
 
 # -- one decision for all ranks ---------------------------------------------------------------------------

@@ -65,6 +65,20 @@ def test_show_explains_why_resume_would_fail_or_start_nothing(tmp_path: Path) ->
     assert "resume would pick: nothing: training already completed" in out.getvalue()
 
 
+def test_show_names_a_damaged_checkpoint_and_the_fallback(tmp_path: Path) -> None:
+    ck = make_run(tmp_path / "r")
+    checkpoint(ck, "m--step=5.ckpt", 5, "topk", 2.0)
+    checkpoint(ck, "m--step=6-last.ckpt", 6, "last", None)
+    marker = CheckpointMeta.from_json((ck / marker_name("m--step=6-last.ckpt")).read_bytes())
+    marker.size_bytes = 99  # the file has 10 bytes: cut off after its marker was written
+    (ck / marker_name("m--step=6-last.ckpt")).write_bytes(marker.to_json())
+    out = io.StringIO()
+    assert runs.show(tmp_path / "r", out) == 0
+    text = out.getvalue()
+    assert f"resume would pick: {ck}/m--step=5.ckpt" in text and "no '-last' checkpoint verifies" in text
+    assert f"passed over, damaged: {ck}/m--step=6-last.ckpt (it has 10 bytes, its marker records 99)" in text
+
+
 def test_show_honours_resume_past_end_from_the_run_config(tmp_path: Path) -> None:
     ck = make_run(tmp_path / "r", resume_past_end=True)
     checkpoint(ck, "m-last.ckpt", 5, "last", None)

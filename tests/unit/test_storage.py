@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 
+from expconf.checkpoint.archive import write_archive
 from expconf.errors import ConfigError
-from expconf.storage import S3_RETRIES, Storage, check_remote, is_remote, s3_options
+from expconf.storage import S3_RETRIES, Storage, check_remote, is_remote, process_umask, s3_options
 
 
 def test_is_remote() -> None:
@@ -146,3 +151,42 @@ def test_check_remote_requires_remote_resume_paths_to_exist() -> None:
     with pytest.raises(ConfigError) as err:
         check_remote(root)
     assert str(err.value).startswith(f"resume.import_path='{bucket}/ck/missing.ckpt': expected an existing checkpoint")
+
+
+@pytest.fixture(params=[0o022, 0o002])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    previous = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(previous)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_process_umask_reads_the_umask(umask: int) -> None:
+    assert process_umask() == umask
+
+
+def test_checkpoints_copies_and_archives_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    """Teammates sharing a folder read each other's checkpoints as they read torch.save's files."""
+    storage = Storage(tmp_path / "ck")
+    storage.write_atomic("a.ckpt", lambda f: torch.save({"w": torch.zeros(2)}, f))
+    storage.write_bytes_atomic("a.ckpt.meta.json", b"{}")
+    storage.copy("a.ckpt", "a-last.ckpt")
+    write_archive(storage, "model.nemo", torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).state_dict())
+    torch.save({}, tmp_path / "reference.pt")
+    expected = 0o666 & ~umask
+    assert mode(tmp_path / "reference.pt") == expected  # what torch.save does
+    for name in ("a.ckpt", "a.ckpt.meta.json", "a-last.ckpt", "model.nemo"):
+        assert mode(tmp_path / "ck" / name) == expected, name
+
+
+def test_the_ddp_child_config_stays_private(umask: int) -> None:
+    from expconf.distributed.handoff import ChildJob, JobHandoff
+
+    with JobHandoff(ChildJob({"seed": 1}, "expconf.config.model.GPTModelConfig")) as handoff:
+        path = Path(handoff.write_for(1))
+        assert mode(path) == 0o600 and mode(path.parent) == 0o700
