@@ -115,6 +115,10 @@ class TrainerConfig:
             return max(cuda_count, 1) if self.accelerator in ("auto", "gpu", "cuda") else 1
         return int(d)
 
+    def world_size(self, cuda_count: int) -> int:
+        """Processes over all nodes (``cuda_count``: the CUDA devices one node has, for ``auto``)."""
+        return self.devices_per_node(cuda_count) * self.num_nodes
+
 
 def _check_interval(key: str, value: Any, min_int: int) -> None:
     """null, an integer >= ``min_int`` (batches) or a fraction in (0, 1] (of an epoch)."""
