@@ -43,7 +43,7 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration -q
 
 test: lint typecheck docs-check
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider -n 2 --dist loadfile --durations=15
 
 # Writes docs/benchmarks.md and docs/step_times.png (about 4 minutes on 2 quiet cores);
 # `make bench ARGS=--quick` is a smoke run, `ARGS="--only rows_startup"` runs one module.

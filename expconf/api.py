@@ -156,10 +156,11 @@ def _result(trainer: pl.Trainer, run_dir: Path, stats: RunStats) -> TrainResult:
     ckpt = trainer.checkpoint_callback
     preempted = any(isinstance(c, PreemptionCallback) and c.preempted for c in trainer.callbacks)  # type: ignore[attr-defined]
     val = trainer.callback_metrics.get("val_loss")
+    score = getattr(ckpt, "best_model_score", None)  # a 0-d tensor, as Lightning's
     return TrainResult(
         run_dir=run_dir,
         best_model_path=str(getattr(ckpt, "best_model_path", "") or ""),
-        best_model_score=getattr(ckpt, "best_model_score", None),
+        best_model_score=float(score) if score is not None else None,
         last_model_path=str(getattr(ckpt, "last_model_path", "") or ""),
         val_loss=float(val) if val is not None else None,
         global_step=int(trainer.global_step),

@@ -92,9 +92,8 @@ def resolve_precision(cfg: TrainerConfig) -> str:
 
 
 def world_size(cfg: TrainerConfig) -> int:
-    """Processes over all nodes for these trainer settings."""
-    cuda = torch.cuda.device_count() if cfg.accelerator in ("auto", "gpu", "cuda") else 0
-    return cfg.devices_per_node(cuda) * cfg.num_nodes
+    """Processes over all nodes for these trainer settings, counting this machine's CUDA devices."""
+    return cfg.world_size(torch.cuda.device_count() if cfg.accelerator in ("auto", "gpu", "cuda") else 0)
 
 
 def build_strategy(cfg: TrainerConfig, handoff: JobHandoff | None = None) -> Any:

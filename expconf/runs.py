@@ -93,10 +93,12 @@ def show(run_dir: Path, out: Any = None) -> int:
     print(f"run dir:     {run_dir}", file=out)
     print(f"checkpoints: {storage.url}", file=out)
     listing = _listing(storage)
-    candidates = {n: m for n, m in listing.complete.items() if m.kind in ("last", "end")}
+    found = {**listing.foreign, **listing.complete}
+    candidates = {n: m for n, m in found.items() if m.kind in ("last", "end")}
     print("candidates ('-last' / '-end', complete):", file=out)
     for name, meta in sorted(candidates.items(), key=lambda kv: (kv[1].global_step, kv[1].created)):
-        print(f"  {name}  {_describe(meta)}", file=out)
+        foreign = "  (another tool's: no marker, step read from inside it)" if name not in listing.complete else ""
+        print(f"  {name}  {_describe(meta)}{foreign}", file=out)
     if not candidates:
         print("  (none)", file=out)
     others = {n: m for n, m in listing.complete.items() if n not in candidates}

@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from expconf.checkpoint.naming import is_end, is_last
 from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -203,8 +204,7 @@ def peek(storage: Storage, name: str) -> dict[str, Any] | None:
 
 def foreign_meta(name: str, content: dict[str, Any]) -> CheckpointMeta:
     """A checkpoint another tool wrote, described from its own content (kind from its name)."""
-    stem = name[: -len(CKPT_SUFFIX)] if name.endswith(CKPT_SUFFIX) else name
-    kind = "last" if stem.endswith("-last") else "end" if stem.endswith("-end") else "foreign"
+    kind = "last" if is_last(name) else "end" if is_end(name) else "foreign"
     return CheckpointMeta(
         name=name, global_step=int(content.get("global_step", 0)), epoch=int(content.get("epoch", 0)), kind=kind
     )

@@ -47,6 +47,7 @@ class CheckpointConfig:
         check_checkpoint_arguments(
             f"{prefix}.",
             mode=self.mode,
+            monitor=self.monitor,
             save_top_k=self.save_top_k,
             every_n_train_steps=self.every_n_train_steps,
             every_n_epochs=self.every_n_epochs,
@@ -74,6 +75,7 @@ def check_checkpoint_arguments(
     prefix: str,
     *,
     mode: str,
+    monitor: str | None,
     save_top_k: int,
     every_n_train_steps: int | None,
     every_n_epochs: int | None,
@@ -98,6 +100,14 @@ def check_checkpoint_arguments(
     if save_top_k < -1:
         refuse(
             "save_top_k", save_top_k, "an integer >= -1", f"Invalid value for save_top_k={save_top_k}. Must be >= -1"
+        )
+    if monitor is None and save_top_k not in (-1, 0, 1):  # nothing ranks: all, none or the newest
+        refuse(
+            "save_top_k",
+            save_top_k,
+            "-1 (all), 0 (none) or 1 (the newest) when monitor is null",
+            f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None) is not a valid configuration. "
+            "No quantity for top_k to track.",
         )
     for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
         if n is not None and n < 0:

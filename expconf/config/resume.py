@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from expconf.config.fields import doc, require
 
@@ -11,6 +11,14 @@ from expconf.config.fields import doc, require
 @dataclass
 class ResumeConfig:
     """What to resume from; keyword names equal ``AutoResume``'s."""
+
+    #: NeMo 2.0's current AutoResume keywords and the key that spells each here (an error that
+    #: meets one of them names the key to use).
+    NEMO_NAMES: ClassVar[dict[str, str]] = {
+        "resume_from_path": "path",
+        "resume_from_directory": "dirpath",
+        "restore_config": "import_path",
+    }
 
     path: Optional[str] = doc(None, "resume everything from this checkpoint (NeMo 1.0 resume_from_checkpoint)")
     dirpath: Optional[str] = doc(

@@ -42,7 +42,7 @@ class RootConfig:
         require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
         check_seed("seed", self.seed)
         if world_size is None:
-            world_size = self.trainer.devices_per_node(0) * self.trainer.num_nodes
+            world_size = self.trainer.world_size(0)  # the builder checks again with the real CUDA count
         BatchSizes.of(self.data, world_size).check()
 
     def validate_paths(self) -> None:

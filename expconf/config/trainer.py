@@ -113,6 +113,10 @@ class TrainerConfig:
             return max(cuda_count, 1) if self.accelerator in ("auto", "gpu", "cuda") else 1
         return int(d)
 
+    def world_size(self, cuda_count: int) -> int:
+        """Processes over all nodes (``cuda_count``: the CUDA devices one node has, for ``auto``)."""
+        return self.devices_per_node(cuda_count) * self.num_nodes
+
 
 def devices_ok(d: Any) -> bool:
     """Whether ``d`` is a device setting Lightning accepts and that names at least one device."""
