@@ -66,8 +66,8 @@ def test_between_logging_steps_the_save_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_finite_run_is_untouched(tmp_path: Path) -> None:
-    ckpt = fit(tmp_path, Net(bad_step=100), max_steps=3)
-    assert ckpt.last_model_path.endswith("-last.ckpt")
+    fit(tmp_path, Net(bad_step=100), max_steps=3)
+    assert last_step(tmp_path) == 3
 
 
 def test_the_command_line_reports_it_in_one_line_with_its_own_code() -> None:
