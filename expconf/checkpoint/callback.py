@@ -28,7 +28,7 @@ from expconf.checkpoint import rng
 from expconf.checkpoint.meta import CKPT_SUFFIX, CheckpointMeta, Listing, clean_incomplete, scan
 from expconf.checkpoint.naming import END_SUFFIX, format_checkpoint_name
 from expconf.checkpoint.writer import CheckpointWriter, SavePlan, stage
-from expconf.config.ckpt import check_checkpoint_arguments
+from expconf.config.ckpt import check_checkpoint_arguments, check_filename
 from expconf.errors import ConfigError
 from expconf.lightning_internals import dump_checkpoint
 from expconf.rundir import checkpoint_dir
@@ -112,6 +112,8 @@ class ModelCheckpoint(Checkpoint):
             )
         except ConfigError as e:
             raise CheckpointArgumentError(e.key, e.value, e.expected, e.hint, message=str(e)) from None
+        if filename is not None:
+            check_filename("ModelCheckpoint.", filename, auto_insert_metric_name)
         if dirpath is not None and not is_remote(str(dirpath)):
             dirpath = os.path.realpath(os.path.expanduser(str(dirpath)))  # as Lightning: ~ and relative paths
         self.dirpath = dirpath

@@ -60,10 +60,35 @@ class CheckpointMeta:
 
     @classmethod
     def from_json(cls, data: bytes) -> CheckpointMeta:
-        """Parse a marker."""
+        """Parse a marker; ValueError or TypeError when it is not one (a field of the wrong type too)."""
         raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("a marker is a JSON object")
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        for key, value in known.items():
+            if key in _FIELD_TYPES and not _is_a(value, _FIELD_TYPES[key]):
+                raise ValueError(f"marker field {key}={value!r} has the wrong type")
         return cls(**known)
+
+
+def _is_a(value: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+#: JSON types of the marker's fields (an int is also a valid float).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "global_step": (int,),
+    "epoch": (int,),
+    "kind": (str,),
+    "monitor": (str, type(None)),
+    "score": (int, float, type(None)),
+    "consumed_samples": (int, type(None)),
+    "metrics": (dict,),
+    "size_bytes": (int,),
+    "created": (int, float),
+    "format": (str,),
+}
 
 
 def marker_name(ckpt_name: str) -> str:

@@ -21,6 +21,7 @@ from expconf.build import (
     build_trainer,
     resolve_precision,
 )
+from expconf.callbacks.finite_loss import FiniteLossCallback
 from expconf.callbacks.preemption import PreemptionCallback
 from expconf.callbacks.progress import StepProgressBar
 from expconf.callbacks.summary import ModelSummary
@@ -128,14 +129,14 @@ def test_default_callbacks() -> None:
     root = cpu_root()
     root.callbacks.preemption_signal = "SIGUSR1"
     cbs = build_callbacks(root)
-    assert [type(c) for c in cbs][:3] == [WorldSizeResume, TimingCallback, PreemptionCallback]
-    assert isinstance(cbs[-1], ModelSummary) and len(cbs) == 5
+    assert [type(c) for c in cbs][:4] == [WorldSizeResume, TimingCallback, PreemptionCallback, FiniteLossCallback]
+    assert isinstance(cbs[-1], ModelSummary) and len(cbs) == 6
     assert cbs[2].sig == signal.SIGUSR1  # type: ignore[attr-defined]
 
 
 def test_callbacks_follow_their_switches() -> None:
     root = cpu_root(enable_progress_bar=False, enable_model_summary=False)
-    root.callbacks.timing = root.callbacks.preemption = False
+    root.callbacks.timing = root.callbacks.preemption = root.callbacks.finite_loss = False
     assert [type(c) for c in build_callbacks(root)] == [WorldSizeResume]
 
 
