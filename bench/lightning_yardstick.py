@@ -36,6 +36,7 @@ PATHS = [
 PLUGIN = '''
 """Swaps ModelCheckpoint for expconf's (with Lightning's defaults) when EXPCONF_YARDSTICK=expconf."""
 import os
+import typing
 
 import pytest
 import pytorch_lightning.callbacks
@@ -55,6 +56,12 @@ class LightningDefaults(expconf.ModelCheckpoint):
                          every_n_train_steps=every_n_train_steps, train_time_interval=train_time_interval,
                          every_n_epochs=every_n_epochs, save_on_train_epoch_end=save_on_train_epoch_end,
                          enable_version_counter=enable_version_counter)
+
+
+# The wrapper's parameters carry expconf's own (evaluated) annotations, which Lightning's CLI test reads.
+LightningDefaults.__init__.__annotations__ = {
+    k: v for k, v in typing.get_type_hints(expconf.ModelCheckpoint.__init__).items() if k != "return"
+}
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from expconf.callbacks.preemption import REQUEUE_EXIT_CODE, PreemptionCallback, requeue_slurm_job
 from expconf.callbacks.run_stats import RunStats, run_stats_lines
+from expconf.checkpoint.fit import check_fits
 from expconf.distributed import handoff
 from expconf.hparams import log_hyperparameters
 from expconf.logger import NeMoLogger
@@ -98,7 +99,7 @@ def train(
             c.exit_on_preemption = False
             c.keep_after_signal = exit_on_preemption  # this function exits after a signal: count its copies
             c.arm()  # a signal during the setup below is honoured after the first step
-        _check_resume_first(log, resume)
+        _check_resume_first(log, resume, model)
         app = log.setup(trainer, resume_if_exists=resume.resume_if_exists, task_config=task_config, overrides=overrides)
         run_dir = Path(app.log_dir)
         resume.setup(trainer, model)  # sets trainer.ckpt_path, as NeMo's does
@@ -130,26 +131,36 @@ def train(
     return result
 
 
-def _check_resume_first(log: NeMoLogger, resume: AutoResume) -> None:
-    """Refuse (training already completed, only incomplete checkpoints, nothing found) before the
-    run dir is touched, so a refused start leaves the previous run's files where they were."""
-    if not resume.resume_if_exists or resume.path or handoff.inherited(handoff.RESUME_ENV) is not None:
+def _check_resume_first(log: NeMoLogger, resume: AutoResume, model: pl.LightningModule) -> None:
+    """Refuse (training already completed, only incomplete checkpoints, nothing found, a checkpoint
+    that does not fit the model) before the run dir is touched, so a refused start leaves the
+    previous run's files where they were."""
+    if handoff.inherited(handoff.RESUME_ENV) is not None:
+        return  # a relaunched rank: the launching process checked
+    if resume.path:
+        check_fits("resume.path", resume.path, model)
+        return
+    if resume.import_path:
+        check_fits("resume.import_path", resume.import_path, model, training_state=False)
+    if not resume.resume_if_exists:
         return
     planned = log.planned_run_dir(resume_if_exists=True)
     ckpt = log.ckpt
     where = resume_dir(planned, ckpt.dirpath if ckpt is not None else None, resume.dirpath)
-    if where is not None:
-        resume.check(str(where), getattr(ckpt, "storage_options", None))
+    chosen = resume.check(str(where), getattr(ckpt, "storage_options", None)) if where is not None else None
+    if chosen is not None:
+        check_fits("resume.resume_if_exists", chosen, model, message_head="resume.resume_if_exists=true picked ")
 
 
 def _result(trainer: pl.Trainer, run_dir: Path, stats: RunStats) -> TrainResult:
     ckpt = trainer.checkpoint_callback
     preempted = any(isinstance(c, PreemptionCallback) and c.preempted for c in trainer.callbacks)  # type: ignore[attr-defined]
     val = trainer.callback_metrics.get("val_loss")
+    score = getattr(ckpt, "best_model_score", None)  # a 0-d tensor, as Lightning's
     return TrainResult(
         run_dir=run_dir,
         best_model_path=str(getattr(ckpt, "best_model_path", "") or ""),
-        best_model_score=getattr(ckpt, "best_model_score", None),
+        best_model_score=float(score) if score is not None else None,
         last_model_path=str(getattr(ckpt, "last_model_path", "") or ""),
         val_loss=float(val) if val is not None else None,
         global_step=int(trainer.global_step),

@@ -13,6 +13,7 @@ import torch
 from expconf import targets
 from expconf.api import TrainResult, train
 from expconf.batch import BatchSizes
+from expconf.callbacks.finite_loss import FiniteLossCallback
 from expconf.callbacks.preemption import PreemptionCallback
 from expconf.callbacks.progress import StepProgressBar
 from expconf.callbacks.summary import ModelSummary
@@ -121,6 +122,8 @@ def build_callbacks(root: RootConfig) -> list[pl.Callback]:
         cbs.append(TimingCallback(log_tokens_per_sec=True))
     if c.preemption:
         cbs.append(PreemptionCallback(c.preemption_signal))
+    if c.finite_loss:
+        cbs.append(FiniteLossCallback())
     if root.trainer.enable_progress_bar:
         bars = {"steps": StepProgressBar, "rich": RichProgressBar if _rich_ok() else TQDMProgressBar}
         cbs.append(bars.get(c.progress_bar, TQDMProgressBar)())

@@ -348,9 +348,9 @@ class NeMoLogger:
                 continue
             if not c.dirpath:
                 c.dirpath = checkpoint_dir(run_dir)
-            if isinstance(c, LightningModelCheckpoint) and c.filename is None:
-                c.filename = default_template(self.name, c.monitor)
-                c.CHECKPOINT_NAME_LAST = c.filename + LAST_SUFFIX
+            if isinstance(c, (LightningModelCheckpoint, ModelCheckpoint)):
+                c.filename = c.filename or default_template(self.name, c.monitor)
+                c.CHECKPOINT_NAME_LAST = c.filename + LAST_SUFFIX  # as NeMo: '<filename>-last'
         expconf_ckpt = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
         if expconf_ckpt is not None:
             expconf_ckpt.storage = None

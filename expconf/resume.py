@@ -212,11 +212,15 @@ class AutoResume:
             ckpt.protected.add(self.ckpt_path.rstrip("/").rsplit("/", 1)[-1])
         return self.ckpt_path
 
-    def check(self, where: str, storage_options: dict[str, Any] | None = None) -> None:
+    def check(self, where: str, storage_options: dict[str, Any] | None = None) -> str | None:
         """Raise now what ``resume_if_exists`` would raise for folder ``where`` (training already
-        completed, only incomplete checkpoints, nothing found), before the run dir is touched."""
-        if self.resume_if_exists and not self.path:
-            self._decide_in(Storage(where, storage_options))
+        completed, only incomplete checkpoints, nothing found), before the run dir is touched;
+        return the path of the checkpoint it would pick (None: none)."""
+        if not self.resume_if_exists or self.path:
+            return None
+        storage = Storage(where, storage_options)
+        chosen = self._decide_in(storage).chosen
+        return storage.path(chosen.name) if chosen is not None else None
 
     def _decide_in(self, storage: Storage) -> ResumeDecision:
         decision = decide(storage, self.resume_past_end)

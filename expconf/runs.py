@@ -35,14 +35,23 @@ class RunInfo:
     resume_past_end: bool
 
 
+class RunDirError(ValueError):
+    """A run dir's file that ``runs`` reads is malformed; the message is one line naming it."""
+
+
 def run_info(run_dir: Path) -> RunInfo:
-    """Read the run's saved config; defaults when it has none."""
-    cfg: dict[str, Any] = {}
+    """Read the run's saved config; defaults when it has none. RunDirError when it is malformed."""
+    cfg: Any = {}
     path = run_dir / "config.yaml"
     if path.is_file():
-        cfg = yaml.safe_load(path.read_text()) or {}
-    ckpt = (cfg.get("log") or {}).get("ckpt") or {}
-    resume = cfg.get("resume") or {}
+        try:
+            cfg = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            why = f"{type(e).__name__}: {' '.join(str(e).split())[:160]}"
+            raise RunDirError(f"{path}: not readable as YAML ({why})") from None
+    root = _mapping(path, cfg, "")
+    resume = _mapping(path, root.get("resume"), "resume")
+    ckpt = _mapping(path, _mapping(path, root.get("log"), "log").get("ckpt"), "log.ckpt")
     return RunInfo(
         run_dir=run_dir,
         ckpt_dir=rundir.resume_dir(run_dir, ckpt.get("dirpath"), resume.get("dirpath")),
@@ -50,6 +59,15 @@ def run_info(run_dir: Path) -> RunInfo:
         mode=ckpt.get("mode", "min"),
         resume_past_end=bool(resume.get("resume_past_end", False)),
     )
+
+
+def _mapping(path: Path, value: Any, key: str) -> dict[str, Any]:
+    """``value`` (the config node ``key``) as a mapping: {} when absent, RunDirError when not a mapping."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path}: {key or 'the file'} is not a mapping (found {type(value).__name__})")
+    return value
 
 
 def _listing(storage: Storage) -> Listing:
@@ -75,10 +93,12 @@ def show(run_dir: Path, out: Any = None) -> int:
     print(f"run dir:     {run_dir}", file=out)
     print(f"checkpoints: {storage.url}", file=out)
     listing = _listing(storage)
-    candidates = {n: m for n, m in listing.complete.items() if m.kind in ("last", "end")}
+    found = {**listing.foreign, **listing.complete}
+    candidates = {n: m for n, m in found.items() if m.kind in ("last", "end")}
     print("candidates ('-last' / '-end', complete):", file=out)
     for name, meta in sorted(candidates.items(), key=lambda kv: (kv[1].global_step, kv[1].created)):
-        print(f"  {name}  {_describe(meta)}", file=out)
+        foreign = "  (another tool's: no marker, step read from inside it)" if name not in listing.complete else ""
+        print(f"  {name}  {_describe(meta)}{foreign}", file=out)
     if not candidates:
         print("  (none)", file=out)
     others = {n: m for n, m in listing.complete.items() if n not in candidates}
@@ -196,7 +216,11 @@ def main(argv: list[str] | None = None) -> None:
         if not args.run_dir.is_dir():
             print(f"error: run dir {args.run_dir} does not exist", file=sys.stderr)
             sys.exit(2)
-        sys.exit(show(args.run_dir))
+        try:
+            sys.exit(show(args.run_dir))
+        except RunDirError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     if not args.log_dir.is_dir():
         print(f"error: log dir {args.log_dir} does not exist", file=sys.stderr)
         sys.exit(2)

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 from expconf import early_signal
+from expconf.config.limits import check_catchable_signal
 from expconf.lightning_internals import skip_next_validation, take_over_sigterm
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class PreemptionCallback(Callback):
         if sig is None:
             sig = signal.SIGTERM  # NeMo's default
         self.sig = signal.Signals[sig] if isinstance(sig, str) else signal.Signals(sig)
+        check_catchable_signal("PreemptionCallback.sig", self.sig.name)
         self.exit_on_preemption = exit_on_preemption
         self.received = False
         self.preempted = False

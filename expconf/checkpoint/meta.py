@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from expconf.checkpoint.naming import is_end, is_last
 from expconf.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,35 @@ class CheckpointMeta:
 
     @classmethod
     def from_json(cls, data: bytes) -> CheckpointMeta:
-        """Parse a marker."""
+        """Parse a marker; ValueError or TypeError when it is not one (a field of the wrong type too)."""
         raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ValueError("a marker is a JSON object")
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        for key, value in known.items():
+            if key in _FIELD_TYPES and not _is_a(value, _FIELD_TYPES[key]):
+                raise ValueError(f"marker field {key}={value!r} has the wrong type")
         return cls(**known)
+
+
+def _is_a(value: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+#: JSON types of the marker's fields (an int is also a valid float).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "global_step": (int,),
+    "epoch": (int,),
+    "kind": (str,),
+    "monitor": (str, type(None)),
+    "score": (int, float, type(None)),
+    "consumed_samples": (int, type(None)),
+    "metrics": (dict,),
+    "size_bytes": (int,),
+    "created": (int, float),
+    "format": (str,),
+}
 
 
 def marker_name(ckpt_name: str) -> str:
@@ -178,8 +204,7 @@ def peek(storage: Storage, name: str) -> dict[str, Any] | None:
 
 def foreign_meta(name: str, content: dict[str, Any]) -> CheckpointMeta:
     """A checkpoint another tool wrote, described from its own content (kind from its name)."""
-    stem = name[: -len(CKPT_SUFFIX)] if name.endswith(CKPT_SUFFIX) else name
-    kind = "last" if stem.endswith("-last") else "end" if stem.endswith("-end") else "foreign"
+    kind = "last" if is_last(name) else "end" if is_end(name) else "foreign"
     return CheckpointMeta(
         name=name, global_step=int(content.get("global_step", 0)), epoch=int(content.get("epoch", 0)), kind=kind
     )

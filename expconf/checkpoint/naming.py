@@ -15,8 +15,9 @@ def _stem(name: str) -> str:
 
 
 def is_last(name: str) -> bool:
-    """Whether a checkpoint name (file or folder) ends in ``-last``."""
-    return _stem(name).endswith(LAST_SUFFIX)
+    """Whether a checkpoint name (file or folder) ends in ``-last`` or is Lightning's ``last``."""
+    stem = _stem(name)
+    return stem.endswith(LAST_SUFFIX) or stem == "last"
 
 
 def is_end(name: str) -> bool:

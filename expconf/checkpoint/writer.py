@@ -9,8 +9,10 @@ so parameters changed right after the call cannot leak into the saved state.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
+import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from typing import IO, Any
 
 import torch
 
-from expconf.checkpoint.meta import CheckpointMeta, marker_name
+from expconf.checkpoint.meta import TMP_TAG, CheckpointMeta, marker_name
 from expconf.storage import Storage, describe
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,17 @@ class SavePlan:
             source = self.written.get(src)
             if source is not None:
                 meta.size_bytes = source.size_bytes
+            storage.write_bytes_atomic(marker_name(dst), meta.to_json())
+
+        self.steps.append(run)
+
+    def link(self, storage: Storage, src: str, dst: str, meta: CheckpointMeta) -> None:
+        """Make ``dst`` a relative symbolic link to ``src`` (local folders), then write its marker."""
+
+        def run() -> None:
+            tmp = storage.path(f".{dst}{TMP_TAG}{uuid.uuid4().hex[:8]}")
+            os.symlink(src, tmp)  # relative: the folder can move
+            os.replace(tmp, storage.path(dst))
             storage.write_bytes_atomic(marker_name(dst), meta.to_json())
 
         self.steps.append(run)

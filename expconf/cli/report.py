@@ -4,6 +4,7 @@
 code   when
 =====  ======================================================================================
 2      a user mistake (a config or input error, a refused resume): one ``error:`` line
+3      training stopped because its loss became NaN or infinite: one ``error:`` line
 1      storage failed mid-run (one ``error:`` line; the previous checkpoint stays resumable),
        or anything else (the traceback)
 =====  ======================================================================================
@@ -75,6 +76,11 @@ def failure_text(e: BaseException, argv: list[str]) -> tuple[int, str]:
     failure = write_failure(e)
     if failure is not None:
         return FAILURE_EXIT_CODE, f"error: {failure}"
+    from expconf.callbacks.finite_loss import DIVERGED_EXIT_CODE, NonFiniteLossError
+
+    diverged = in_chain(e, (NonFiniteLossError,))
+    if diverged is not None:
+        return DIVERGED_EXIT_CODE, f"error: {diverged}"
     return FAILURE_EXIT_CODE, "".join(traceback.format_exception(e))
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from typing import Any
 
 from expconf.config.fields import doc, require
+from expconf.config.limits import check_catchable_signal
 
 
 @dataclass
@@ -16,6 +16,7 @@ class CallbacksConfig:
     timing: bool = doc(True, "TimingCallback: log 'train_step_timing in s' and tokens per second")
     preemption: bool = doc(True, "PreemptionCallback: checkpoint and exit with the requeue code on a signal")
     preemption_signal: str = doc("SIGTERM", "signal that means 'preempted' (SIGUSR1 under SLURM)")
+    finite_loss: bool = doc(True, "FiniteLossCallback: stop with exit code 3 when the training loss is NaN or infinite")
     progress_bar: str = doc(
         "steps",
         "steps: optimizer steps of max_steps with tokens/s and time left; rich or tqdm: Lightning's bars",
@@ -24,13 +25,7 @@ class CallbacksConfig:
 
     def validate(self) -> None:
         """Check the signal name and progress bar; raises ConfigError."""
-        names = sorted(s.name for s in signal.Signals)
-        require(
-            self.preemption_signal in names,
-            "callbacks.preemption_signal",
-            self.preemption_signal,
-            "a signal name such as SIGTERM or SIGUSR1",
-        )
+        check_catchable_signal("callbacks.preemption_signal", self.preemption_signal)
         require(
             self.progress_bar in ("steps", "rich", "tqdm"),
             "callbacks.progress_bar",

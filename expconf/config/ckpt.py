@@ -47,6 +47,7 @@ class CheckpointConfig:
         check_checkpoint_arguments(
             f"{prefix}.",
             mode=self.mode,
+            monitor=self.monitor,
             save_top_k=self.save_top_k,
             every_n_train_steps=self.every_n_train_steps,
             every_n_epochs=self.every_n_epochs,
@@ -67,12 +68,14 @@ class CheckpointConfig:
                 self.filename,
                 "a template with balanced braces such as gpt--{val_loss:.2f}-{step}",
             )
+            check_filename(f"{prefix}.", self.filename, self.auto_insert_metric_name)
 
 
 def check_checkpoint_arguments(
     prefix: str,
     *,
     mode: str,
+    monitor: str | None,
     save_top_k: int,
     every_n_train_steps: int | None,
     every_n_epochs: int | None,
@@ -97,6 +100,14 @@ def check_checkpoint_arguments(
     if save_top_k < -1:
         refuse(
             "save_top_k", save_top_k, "an integer >= -1", f"Invalid value for save_top_k={save_top_k}. Must be >= -1"
+        )
+    if monitor is None and save_top_k not in (-1, 0, 1):  # nothing ranks: all, none or the newest
+        refuse(
+            "save_top_k",
+            save_top_k,
+            "-1 (all), 0 (none) or 1 (the newest) when monitor is null",
+            f"ModelCheckpoint(save_top_k={save_top_k}, monitor=None) is not a valid configuration. "
+            "No quantity for top_k to track.",
         )
     for key, n in (("every_n_train_steps", every_n_train_steps), ("every_n_epochs", every_n_epochs)):
         if n is not None and n < 0:
@@ -147,3 +158,48 @@ def _template_ok(template: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: Sample values a ``filename`` template is formatted with at validation: ``step`` and ``epoch`` are
+#: integers when checkpoints are saved, every logged metric a float; wide values, so the length
+#: check holds for long runs.
+SAMPLE_STEP = 99_999_999
+SAMPLE_EPOCH = 9_999
+SAMPLE_METRIC = -99_999.123456
+
+
+def name_reserve() -> int:
+    """Bytes expconf may add to a formatted ``filename``: the longest name it derives is the
+    temporary file of a ``-last`` copy's marker, ``.<name>-last-v99.ckpt.meta.json.tmp-<8 chars>``."""
+    from expconf.checkpoint.meta import CKPT_SUFFIX, MARKER_SUFFIX, TMP_TAG
+    from expconf.checkpoint.naming import END_SUFFIX, LAST_SUFFIX
+
+    return 1 + max(len(LAST_SUFFIX), len(END_SUFFIX)) + len("-v99") + len(CKPT_SUFFIX + MARKER_SUFFIX + TMP_TAG) + 8
+
+
+def check_filename(prefix: str, filename: str, auto_insert_metric_name: bool = True) -> None:
+    """Raise :class:`ConfigError` for ``prefix + 'filename'`` unless the template formats with sample
+    values (as it will at the first save) and the names made from it fit the file system's 255 bytes.
+
+    Shared by ``log.ckpt`` and :class:`expconf.ModelCheckpoint`.
+    """
+    import string
+
+    from expconf.checkpoint.naming import format_checkpoint_name
+    from expconf.config.limits import check_name_length
+
+    key = f"{prefix}filename"
+    ints = {"step": SAMPLE_STEP, "epoch": SAMPLE_EPOCH}
+    try:
+        fields = {f.strip() for _, f, _, _ in string.Formatter().parse(filename) if f}
+        sample = {f: ints.get(f, SAMPLE_METRIC) for f in fields}
+        name = format_checkpoint_name(filename, sample, auto_insert_metric_name)
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise ConfigError(
+            key,
+            filename,
+            "a template whose fields format as numbers ({step} and {epoch} integers, metrics floats), "
+            "such as gpt--{val_loss:.2f}-{step}",
+            f"formatting it with step={SAMPLE_STEP}, epoch={SAMPLE_EPOCH}, metrics={SAMPLE_METRIC} fails: {e}",
+        ) from None
+    check_name_length(key, filename, name, name_reserve())

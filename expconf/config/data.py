@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from expconf.config.fields import check_local_path, doc, require
+from expconf.config.limits import check_num_workers
 
 
 @dataclass
@@ -48,7 +49,7 @@ class DataConfig:
             )
         if self.blend is not None:
             self.validate_blend()
-        require(self.num_workers >= 0, "data.num_workers", self.num_workers, "an integer >= 0")
+        check_num_workers("data.num_workers", self.num_workers)
         require(0.0 < self.val_fraction < 0.5, "data.val_fraction", self.val_fraction, "a number in (0, 0.5)")
 
     def validate_blend(self) -> None:

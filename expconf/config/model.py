@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from expconf.config.fields import check_choice, doc, require
+from expconf.config.limits import check_finite
 
 
 @dataclass
@@ -96,7 +97,10 @@ class GPTModelConfig(ModelConfig):
         check_choice("model.norm", self.norm, ("layernorm", "rmsnorm"))
         check_choice("model.pos_embedding", self.pos_embedding, ("learned", "rope"))
         check_choice("model.mlp", self.mlp, ("gelu", "swiglu"))
+        for key in ("norm_eps", "rope_theta", "init_std"):
+            check_finite(f"model.{key}", getattr(self, key), "a finite number > 0")
         require(self.norm_eps > 0, "model.norm_eps", self.norm_eps, "a number > 0")
+        require(self.init_std > 0, "model.init_std", self.init_std, "a number > 0")
         require(self.rope_theta > 0, "model.rope_theta", self.rope_theta, "a number > 0")
         if self.pos_embedding == "rope":
             require(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from expconf.config.fields import doc, require
+from expconf.config.limits import check_finite
 
 
 @dataclass
@@ -25,6 +26,8 @@ class OptimConfig:
     def validate(self) -> None:
         """Check ranges; raises ConfigError."""
         require(self.name == "adamw", "optim.name", self.name, "'adamw'")
+        for key in ("lr", "min_lr", "weight_decay", "eps"):
+            check_finite(f"optim.{key}", getattr(self, key), "a finite number")
         require(self.lr > 0, "optim.lr", self.lr, "a number > 0")
         require(0 <= self.min_lr <= self.lr, "optim.min_lr", self.min_lr, f"a number in [0, optim.lr={self.lr}]")
         require(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a number >= 0")
@@ -34,6 +37,7 @@ class OptimConfig:
             self.betas,
             "two numbers in [0, 1)",
         )
+        require(self.eps > 0, "optim.eps", self.eps, "a number > 0")
         require(self.warmup_steps >= 0, "optim.warmup_steps", self.warmup_steps, "an integer >= 0")
         require(
             self.decay_steps is None or self.decay_steps >= 1,

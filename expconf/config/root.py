@@ -8,10 +8,11 @@ from expconf.batch import BatchSizes
 from expconf.config.callbacks import CallbacksConfig
 from expconf.config.data import DataConfig
 from expconf.config.fields import check_local_path, doc, require
+from expconf.config.limits import check_local_folder, check_seed
 from expconf.config.log import LogConfig
 from expconf.config.model import GPTModelConfig
 from expconf.config.optim import OptimConfig
-from expconf.config.resume import ResumeConfig
+from expconf.config.resume import ResumeConfig, check_checkpoint_path
 from expconf.config.trainer import TrainerConfig
 from expconf.storage import is_remote
 
@@ -39,6 +40,7 @@ class RootConfig:
         self.optim.validate()
         self.callbacks.validate()
         require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        check_seed("seed", self.seed)
         if world_size is None:
             world_size = self.trainer.world_size(0)  # the builder checks again with the real CUDA count
         BatchSizes.of(self.data, world_size).check()
@@ -52,8 +54,8 @@ class RootConfig:
             check_local_path(
                 "data.tokenizer", self.data.tokenizer, "'byte', 'bpe' or an existing tokenizer.json", kind="file"
             )
-        check_local_path("resume.path", self.resume.path, "an existing checkpoint file or folder")
-        check_local_path("resume.import_path", self.resume.import_path, "an existing checkpoint or model archive")
+        check_checkpoint_path("resume.path", self.resume.path)
+        check_checkpoint_path("resume.import_path", self.resume.import_path, archive_ok=True)
         for i, name in enumerate(self.log.files_to_copy or []):
             check_local_path(f"log.files_to_copy[{i}]", name, "an existing file to copy into the run dir")
         for key in ("log_dir", "explicit_log_dir"):
@@ -62,3 +64,6 @@ class RootConfig:
                 import os
 
                 require(not os.path.isfile(value), f"log.{key}", value, "a folder (this path is a file)")
+            check_local_folder(f"log.{key}", value)
+        check_local_folder("log.ckpt.dirpath", self.log.ckpt.dirpath)
+        check_local_folder("data.cache_dir", self.data.cache_dir)

@@ -71,6 +71,9 @@ def unknown_key_error(key: str, value: Any, parent_cls: Any) -> ConfigError:
     parent, _, leaf = key.rpartition(".")
     names = field_names(parent_cls)
     hint = did_you_mean(leaf, names, prefix=f"{parent}." if parent else "")
+    renamed = getattr(parent_cls, "NEMO_NAMES", {}).get(leaf)
+    if renamed:
+        hint = f"NeMo's {leaf} is {parent}.{renamed} here"
     if not parent and leaf in ("experiment", "recipe"):
         hint = f"the {leaf} file must start with the line '# @package _global_' to set root keys"
     if not hint and names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -77,15 +78,12 @@ class TrainerConfig:
             self.gradient_clip_val,
             "null or a positive number",
         )
-        d = self.devices
-        ok = (
-            d == "auto"
-            or (isinstance(d, int) and (d >= 1 or d == -1))
-            or (isinstance(d, str) and d.strip().lstrip("-").isdigit())
-            or (isinstance(d, str) and all(p.strip().isdigit() for p in d.split(",") if p.strip()))
-            or (isinstance(d, (list, tuple)) and all(isinstance(i, int) and i >= 0 for i in d))
+        require(
+            devices_ok(self.devices),
+            "trainer.devices",
+            self.devices,
+            "'auto', a positive integer, -1 or a list of device ids",
         )
-        require(ok, "trainer.devices", d, "'auto', a positive integer, -1 or a list of device ids")
         require(
             self.strategy in STRATEGIES,
             "trainer.strategy",
@@ -118,6 +116,25 @@ class TrainerConfig:
     def world_size(self, cuda_count: int) -> int:
         """Processes over all nodes (``cuda_count``: the CUDA devices one node has, for ``auto``)."""
         return self.devices_per_node(cuda_count) * self.num_nodes
+
+
+def devices_ok(d: Any) -> bool:
+    """Whether ``d`` is a device setting Lightning accepts and that names at least one device."""
+    if isinstance(d, bool):
+        return False
+    if isinstance(d, int):
+        return d >= 1 or d == -1
+    if isinstance(d, (list, tuple)):
+        return len(d) > 0 and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in d)
+    if not isinstance(d, str):
+        return False
+    text = d.strip()
+    if text == "auto":
+        return True
+    if "," in text:  # "0,1": device ids
+        ids = [p.strip() for p in text.split(",") if p.strip()]
+        return len(ids) > 0 and all(p.isdigit() for p in ids)
+    return re.fullmatch(r"-?\d+", text) is not None and (int(text) >= 1 or int(text) == -1)
 
 
 def _check_interval(key: str, value: Any, min_int: int) -> None:

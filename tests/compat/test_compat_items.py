@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -191,11 +192,11 @@ def test_item08_save_on_exception_writes_a_resumable_checkpoint(
     with caplog.at_level(logging.INFO, logger="expconf"), pytest.raises(RuntimeError, match="on purpose"):
         make_trainer(tmp_path, 10, [ckpt]).fit(Toy(fail_at=3))
     assert "saved checkpoint" in caplog.text  # verbose (NeMo's default) logs every save
-    assert (folder / "model--epoch=0-step=3.ckpt").is_file()  # Lightning's <filename>.ckpt
-    [last] = folder.glob("*-last.ckpt")
-    assert "step=3" in last.name and (folder / (last.name + MARKER_SUFFIX)).is_file()
+    assert (folder / "epoch=0-step=3.ckpt").is_file()  # Lightning's <filename>.ckpt
+    last = folder / "last.ckpt"
+    assert json.loads((folder / (last.name + MARKER_SUFFIX)).read_text())["global_step"] == 3
     resume = expconf.AutoResume(dirpath=str(folder), resume_if_exists=True)
-    again = make_trainer(tmp_path, 5, [expconf.ModelCheckpoint(dirpath=str(folder), monitor=None)])
+    again = make_trainer(tmp_path, 5, [expconf.ModelCheckpoint(dirpath=str(folder), monitor=None, save_top_k=1)])
     resume.setup(again)
     model = Toy()
     again.fit(model)
@@ -230,17 +231,24 @@ def test_item08_version_counter_time_interval_and_epoch_end_saves(tmp_path: Path
         return seen
 
     # A zero interval is always due: one save per optimizer step.
-    timed = expconf.ModelCheckpoint(dirpath=str(tmp_path / "t"), monitor=None, train_time_interval=timedelta(0))
+    timed = expconf.ModelCheckpoint(
+        dirpath=str(tmp_path / "t"), monitor=None, save_top_k=1, train_time_interval=timedelta(0)
+    )
     assert saves(timed, limit_val_batches=0) == [(1, False), (2, False), (3, False), (4, False), (4, True)]
     # save_on_train_epoch_end: at the end of each 2-batch epoch, not after each (per-batch) validation.
-    epochs = expconf.ModelCheckpoint(dirpath=str(tmp_path / "e"), monitor=None, save_on_train_epoch_end=True)
+    epochs = expconf.ModelCheckpoint(
+        dirpath=str(tmp_path / "e"), monitor=None, save_top_k=1, save_on_train_epoch_end=True
+    )
     assert saves(epochs, limit_train_batches=2, val_check_interval=1) == [(2, False), (4, False), (4, True)]
-    after_validation = expconf.ModelCheckpoint(dirpath=str(tmp_path / "a"), monitor=None)
+    after_validation = expconf.ModelCheckpoint(dirpath=str(tmp_path / "a"), monitor=None, save_top_k=1)
     every_batch = [(1, False), (2, False), (3, False), (4, False), (4, True)]
     assert saves(after_validation, limit_train_batches=2, val_check_interval=1) == every_batch
-    no_validation = expconf.ModelCheckpoint(dirpath=str(tmp_path / "n"), monitor=None, save_on_train_epoch_end=None)
+    no_validation = expconf.ModelCheckpoint(
+        dirpath=str(tmp_path / "n"), monitor=None, save_top_k=1, save_on_train_epoch_end=None
+    )
     assert saves(no_validation, limit_train_batches=2, limit_val_batches=0) == [(2, False), (4, False), (4, True)]
-    assert saves(expconf.ModelCheckpoint(dirpath=str(tmp_path / "x"), monitor=None), limit_val_batches=0) == [(4, True)]
+    never = expconf.ModelCheckpoint(dirpath=str(tmp_path / "x"), monitor=None, save_top_k=1)
+    assert saves(never, limit_val_batches=0) == [(4, True)]
 
     with pytest.raises(ValueError, match="mutually exclusive"):
         expconf.ModelCheckpoint(every_n_train_steps=2, train_time_interval=timedelta(seconds=5))
@@ -248,7 +256,7 @@ def test_item08_version_counter_time_interval_and_epoch_end_saves(tmp_path: Path
     # NeMo's save_optim_on_train_end=False: the '-end' checkpoint without optimizer state.
     for keep in (True, False):
         folder = tmp_path / f"optim-{keep}"
-        ckpt = expconf.ModelCheckpoint(dirpath=str(folder), monitor=None, save_optim_on_train_end=keep)
+        ckpt = expconf.ModelCheckpoint(dirpath=str(folder), monitor=None, save_top_k=1, save_optim_on_train_end=keep)
         make_trainer(tmp_path, 2, [ckpt]).fit(Toy())
         [end] = folder.glob("*-end.ckpt")
         assert ("optimizer_states" in torch.load(end, weights_only=True)) == keep
@@ -276,7 +284,7 @@ class SigtermAt(pl.Callback):
         if trainer.global_step == 2:
             os.kill(os.getpid(), signal.SIGTERM)
 
-ckpt = expconf.ModelCheckpoint(dirpath="ckpts", monitor=None)
+ckpt = expconf.ModelCheckpoint(dirpath="ckpts", monitor=None, save_top_k=1)
 trainer = make_trainer(".", 50, [SigtermAt(), expconf.PreemptionCallback(), ckpt])
 trainer.fit(Toy())
 print("fit returned: the process should have ended")
@@ -292,5 +300,5 @@ def test_item10_preemption_in_a_plain_trainer_exits_with_the_requeue_code(tmp_pa
     )
     assert done.returncode == 75, done.stderr[-3000:]
     assert "fit returned" not in done.stdout
-    [last] = (tmp_path / "ckpts").glob("*-last.ckpt")
-    assert "step=2" in last.name and (tmp_path / "ckpts" / (last.name + MARKER_SUFFIX)).is_file()
+    marker = tmp_path / "ckpts" / ("last.ckpt" + MARKER_SUFFIX)
+    assert json.loads(marker.read_text())["global_step"] == 2

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from toys import Toy
@@ -110,7 +111,9 @@ def test_of_several_last_checkpoints_the_newest_is_chosen(tmp_path: Path) -> Non
         end.unlink()
     trainer = make_trainer(tmp_path, 6)
     expconf.AutoResume(dirpath=str(folder), resume_if_exists=True).setup(trainer)
-    assert Path(str(trainer.ckpt_path)).name == "mymodel2--step=4-last.ckpt"
+    # Without NeMoLogger the names are Lightning's: the second run's 'last.ckpt' became 'last-v1.ckpt'.
+    assert Path(str(trainer.ckpt_path)).name == "last-v1.ckpt"
+    assert torch.load(str(trainer.ckpt_path), weights_only=True)["global_step"] == 4
 
 
 def test_after_nemo_logger_setup_resume_searches_the_run_dir(tmp_path: Path) -> None:

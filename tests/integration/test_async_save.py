@@ -49,7 +49,7 @@ def location(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple
 def test_saved_state_is_the_state_when_save_returned(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     dirpath, options = location(kind, tmp_path, request)
     ckpt = ModelCheckpoint(
-        dirpath=dirpath, monitor=None, every_n_train_steps=2, async_save=True, storage_options=options
+        dirpath=dirpath, monitor=None, save_top_k=0, every_n_train_steps=2, async_save=True, storage_options=options
     )
     model = Tiny()
     trainer = quiet_trainer(tmp_path, [ckpt], max_steps=3)

@@ -99,6 +99,7 @@ def test_nemo_template_with_last_and_end_suffixes(tmp_path: Path) -> None:
     ckpt = ModelCheckpoint(
         dirpath=str(tmp_path / "c"), save_top_k=10, filename="megatron_gpt--{val_loss:.2f}-{step}-{consumed_samples}"
     )
+    ckpt.CHECKPOINT_NAME_LAST = ckpt.filename + "-last"  # NeMo's last name, which NeMoLogger sets
     fit(tmp_path, [0.51234, 0.25], 4, ckpt)
     names = sorted(p.name for p in (tmp_path / "c").glob("*.ckpt"))
     assert names == [
@@ -131,7 +132,7 @@ def test_top_k_by_monitor_and_mode(tmp_path: Path, mode: str, kept: list[float])
     ckpt = ModelCheckpoint(dirpath=str(tmp_path / "c"), save_top_k=2, mode=mode)
     fit(tmp_path, [0.7, 0.1, 0.9, 0.2, 0.5], 10, ckpt)
     assert sorted(topk_scores(tmp_path / "c").values()) == pytest.approx(sorted(kept))
-    on_disk = {p.name for p in (tmp_path / "c").glob("*.ckpt") if not p.name.endswith(("-last.ckpt", "-end.ckpt"))}
+    on_disk = {p.name for p in (tmp_path / "c").glob("*.ckpt") if not p.name.endswith(("last.ckpt", "-end.ckpt"))}
     assert on_disk == set(topk_scores(tmp_path / "c"))
     assert ckpt.best_model_score == pytest.approx(kept[0])
 

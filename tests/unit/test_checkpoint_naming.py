@@ -61,7 +61,8 @@ def test_slash_in_a_metric_name_stays_in_one_file() -> None:
         ("gpt--step=10-end", False, True),
         ("gpt--step=10.ckpt", False, False),
         ("gpt--step=10-last.ckpt.meta", False, False),
-        ("last.ckpt", False, False),
+        ("last.ckpt", True, False),  # Lightning's default last name
+        ("blast.ckpt", False, False),
     ],
 )
 def test_last_and_end_names(name: str, last: bool, end: bool) -> None:

@@ -197,3 +197,42 @@ def test_show_on_a_live_run_tolerates_a_checkpoint_deleted_while_listing(
     text = out.getvalue()
     assert "m--step=10-last.ckpt" not in text
     assert f"resume would pick: {ck}/m--step=20-last.ckpt" in text
+
+
+@pytest.mark.parametrize(
+    "marker",
+    ['{"name": 3, "global_step": "abc", "epoch": [1], "kind": 5}', "[1, 2]", '{"name": "m-last.ckpt"}', "{"],
+    ids=["wrong-types", "not-an-object", "fields-missing", "not-json"],
+)
+def test_a_malformed_marker_makes_its_checkpoint_incomplete(tmp_path: Path, marker: str) -> None:
+    ck = make_run(tmp_path / "r")
+    checkpoint(ck, "m--step=3-last.ckpt", 3, "last", 2.0)
+    checkpoint(ck, "m--step=5-last.ckpt", 5, "last", 1.0)
+    (ck / marker_name("m--step=5-last.ckpt")).write_text(marker)
+    out = io.StringIO()
+    assert runs.show(tmp_path / "r", out) == 0
+    text = out.getvalue()
+    assert "resume would pick: " in text and text.count("m--step=3-last.ckpt") == 2
+    assert "m--step=5-last.ckpt\n" in text.split("incomplete")[1]
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ("log: [unclosed\n", "not readable as YAML (ParserError"),
+        ("[1, 2]\n", "the file is not a mapping (found list)"),
+        ("log: {ckpt: 3}\n", "log.ckpt is not a mapping (found int)"),
+    ],
+    ids=["yaml", "list", "node"],
+)
+def test_show_reports_a_malformed_config_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str, says: str
+) -> None:
+    make_run(tmp_path / "r")
+    (tmp_path / "r" / "config.yaml").write_text(config)
+    with pytest.raises(SystemExit) as info:
+        runs.main(["show", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.count("\n") == 1 and err.startswith(f"error: {tmp_path / 'r' / 'config.yaml'}: "), err
+    assert says in err
