@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -68,6 +69,12 @@ def cli_env(tmp: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
+def shell_signals() -> None:
+    """``preexec_fn`` for a child that must see signals as under a shell: pytest-xdist workers
+    ignore SIGINT, and an ignored signal stays ignored in every process they start."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(
     args: list[str], cwd: Path, timeout: float = 300, module: str = "expconf.train", **env: str
 ) -> subprocess.CompletedProcess[str]:
@@ -80,6 +87,7 @@ def run_cli(
         text=True,
         timeout=timeout,
         check=False,
+        preexec_fn=shell_signals,
     )
 
 

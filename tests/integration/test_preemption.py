@@ -71,6 +71,7 @@ def launch(
         text=True,
         timeout=timeout,
         check=False,
+        preexec_fn=helpers.shell_signals,
     )
 
 
