@@ -1,7 +1,10 @@
 """FSDP rows: sharded save time per rank vs a full-state save, async stall vs sync sharded save, and
 peak memory per rank under FSDP vs DDP. Two gloo ranks on this machine, started with
-``torch.multiprocessing``; the model is the GPT recipe's (6 layers, 384 wide, vocabulary 8192)
-with its AdamW state after one step.
+``torch.multiprocessing``, train a GPT (:data:`SHAPES`) with AdamW for two steps.
+
+The FSDP side is built as ``trainer.strategy=fsdp`` builds it: on the meta device, sharded per
+block, then each rank initialises its own shards (``trainer.fsdp.meta_init``). Saves go through
+expconf's :class:`~expconf.sharded_ckpt.ShardedCheckpoints`, as in a run.
 """
 
 from __future__ import annotations
@@ -20,21 +23,23 @@ from bench.common import Row, ratio_row
 
 TOPIC = "FSDP and sharded checkpoints"
 WORLD = 2
-SEQ, BATCH, VOCAB = 64, 4, 8192
+SEQ, VOCAB = 64, 8192
+#: (layers, width, micro-batch) by mode. The full shape is one where the weights, gradients and
+#: AdamW state (16 bytes per parameter) dominate a DDP rank's memory, not activations or the runtime.
+SHAPES = {"full": (16, 512, 2), "quick": (2, 128, 2)}
 
 
-def _model() -> torch.nn.Module:
+def _model(layers: int, width: int) -> torch.nn.Module:
     from expconf.config.model import GPTModelConfig
     from expconf.recipes.gpt_model import GPT
 
-    torch.manual_seed(0)
     holder = torch.nn.Module()
-    holder.model = GPT(GPTModelConfig(n_layer=6, n_head=6, n_embd=384, dropout=0.0), VOCAB, SEQ)
+    holder.model = GPT(GPTModelConfig(n_layer=layers, n_head=8, n_embd=width, dropout=0.0), VOCAB, SEQ)
     return holder
 
 
-def _step(module: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
-    x = torch.randint(0, VOCAB, (BATCH, SEQ))
+def _step(module: torch.nn.Module, opt: torch.optim.Optimizer, batch: int) -> None:
+    x = torch.randint(0, VOCAB, (batch, SEQ))
     module.model(x, x).backward()
     opt.step()
     opt.zero_grad(set_to_none=False)  # gradients stay allocated, as between steps of a real run
@@ -52,43 +57,63 @@ def _peak_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def _worker(rank: int, port: int, mode: str, repeats: int, out: str) -> None:
+class _Ranks:
+    """What ShardedCheckpoints asks of a Lightning strategy: rank 0's object on every rank."""
+
+    @staticmethod
+    def broadcast(obj: Any) -> Any:
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def _worker(rank: int, port: int, mode: str, shape: tuple[int, int, int], repeats: int, out: str) -> None:
     import torch.distributed as dist
-    import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     from expconf.config.fsdp import FSDPConfig
-    from expconf.distributed.fsdp import shard_module
+    from expconf.distributed.fsdp import DEFERRED_ATTR, build_on_meta, clean_name, shard_module
+    from expconf.sharded_ckpt import ShardedCheckpoints, shard_state
     from expconf.storage import Storage
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    layers, width, batch = shape
     base = _rss_mb()
-    module = _model()
+    torch.manual_seed(0)
     if mode == "ddp":
-        module = torch.nn.parallel.DistributedDataParallel(module)
+        module: torch.nn.Module = torch.nn.parallel.DistributedDataParallel(_model(layers, width))
         inner = module.module
     else:
         from torch.distributed.device_mesh import init_device_mesh
 
+        module = inner = build_on_meta(lambda: _model(layers, width))
         shard_module(module, init_device_mesh("cpu", (WORLD,)), FSDPConfig())
-        inner = module
+        module.__dict__.pop(DEFERRED_ATTR).materialize(module, torch.device("cpu"), clean_name)
     opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
-    # The peak of training, not of building: every rank builds the whole model before sharding it.
-    Path("/proc/self/clear_refs").write_text("5")
     for _ in range(2):
-        _step(inner, opt)
+        _step(inner, opt, batch)
+    # The peak of the rank's life so far: building (or initialising its shards) and two steps.
     result: dict[str, Any] = {"peak_mb": _peak_mb() - base}
     if mode == "fsdp":
         folder = Path(out).parent / "ck"
-        sharded = StateDictOptions(cpu_offload=True)
         full = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
         def shards() -> dict[str, Any]:
-            return {
-                "model": get_model_state_dict(module, options=sharded),
-                "optim": get_optimizer_state_dict(module, opt, options=sharded),
+            # What a run's checkpoint holds of the model and optimizer (Lightning's dump_checkpoint).
+            state = {
+                "state_dict": get_model_state_dict(module),
+                "optimizer_states": [get_optimizer_state_dict(module, opt)],
             }
+            return shard_state(state)
+
+        def sharded_save(saver: ShardedCheckpoints, name: str) -> None:
+            plan = saver.plan(name) if rank == 0 else None
+            if plan is not None:
+                plan.folders.append(name)
+            saver.write(_Ranks(), plan, str(folder), shards())
 
         def full_save(name: str) -> None:
             state = {
@@ -98,12 +123,13 @@ def _worker(rank: int, port: int, mode: str, repeats: int, out: str) -> None:
             if rank == 0:
                 Storage(folder).write_atomic(name, lambda f: torch.save(state, f))
 
-        group = dist.new_group(backend="gloo")
+        sync, background = ShardedCheckpoints(), ShardedCheckpoints(async_save=True)
+        background.setup()
         lists: dict[str, list[float]] = {"sharded": [], "full": [], "stall": [], "sync": []}
         for i in range(repeats):
             dist.barrier()
             t0 = time.perf_counter()
-            dcp.save(shards(), checkpoint_id=str(folder / f"s{i}"))
+            sharded_save(sync, f"s{i}.ckpt")
             lists["sharded"].append(time.perf_counter() - t0)
             dist.barrier()
             t0 = time.perf_counter()
@@ -111,12 +137,12 @@ def _worker(rank: int, port: int, mode: str, repeats: int, out: str) -> None:
             lists["full"].append(time.perf_counter() - t0)
             dist.barrier()
             t0 = time.perf_counter()
-            future = dcp.async_save(shards(), checkpoint_id=str(folder / f"a{i}"), process_group=group)
+            sharded_save(background, f"a{i}.ckpt")
             lists["stall"].append(time.perf_counter() - t0)
-            future.result()
+            background.wait()
             dist.barrier()
             t0 = time.perf_counter()
-            dcp.save(shards(), checkpoint_id=str(folder / f"y{i}"))
+            sharded_save(sync, f"y{i}.ckpt")
             lists["sync"].append(time.perf_counter() - t0)
         result.update(lists)
     Path(f"{out}.{rank}").write_text(json.dumps(result))
@@ -129,7 +155,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(mode: str, repeats: int, tmp: str) -> list[dict[str, Any]]:
+def _run(mode: str, shape: tuple[int, int, int], repeats: int, tmp: str) -> list[dict[str, Any]]:
     import torch.multiprocessing as tmp_mp
 
     # Freed tensors go back to the system at once (glibc otherwise raises its mmap threshold and
@@ -137,21 +163,32 @@ def _run(mode: str, repeats: int, tmp: str) -> list[dict[str, Any]]:
     os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = os.path.join(tmp, mode, "result")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp_mp.spawn(_worker, args=(_free_port(), mode, repeats, out), nprocs=WORLD, join=True)
+    tmp_mp.spawn(_worker, args=(_free_port(), mode, shape, repeats, out), nprocs=WORLD, join=True)
     return [json.loads(Path(f"{out}.{r}").read_text()) for r in range(WORLD)]
+
+
+def _sizes(layers: int, width: int) -> str:
+    """Parameter count and the bytes of weights + gradients + AdamW state (fp32) on a DDP and an FSDP rank."""
+    n = sum(p.numel() for p in _model(layers, width).parameters())
+    state = 16 * n / 2**20
+    return (
+        f"GPT {layers}x{width}, vocab {VOCAB}, {n / 1e6:.1f}M parameters: weights + grads + AdamW "
+        f"{state:.0f} MB per DDP rank, {state / WORLD:.0f} MB per FSDP rank"
+    )
 
 
 def rows(quick: bool) -> list[Row]:
     """The FSDP rows."""
     repeats = 3 if quick else 5
+    layers, width, batch = shape = SHAPES["quick" if quick else "full"]
     with tempfile.TemporaryDirectory(prefix="expconf-bench-fsdp-") as tmp:
-        fsdp = _run("fsdp", repeats, tmp)
-        ddp = _run("ddp", 1, tmp)
+        fsdp = _run("fsdp", shape, repeats, tmp)
+        ddp = _run("ddp", shape, 1, tmp)
     # The slower rank decides when a save is over.
     slowest = {k: [max(r[k][i] for r in fsdp) for i in range(repeats)] for k in ("sharded", "full", "stall", "sync")}
     peak_fsdp = [max(r["peak_mb"] for r in fsdp)]
     peak_ddp = [max(r["peak_mb"] for r in ddp)]
-    note = "2 gloo ranks, GPT 6x384, vocab 8192, AdamW state after 2 steps"
+    note = f"2 gloo ranks, {_sizes(layers, width)}; micro-batch {batch}x{SEQ}"
     return [
         ratio_row(
             TOPIC,
@@ -167,7 +204,8 @@ def rows(quick: bool) -> list[Row]:
             slowest["stall"],
             slowest["sync"],
             0.25,
-            note=note + "; stall = DCP staging a CPU copy before the background write",
+            note=note
+            + "; both include taking the state dicts; stall = DCP staging a copy into buffers reused across saves",
         ),
         ratio_row(
             TOPIC,
@@ -176,6 +214,6 @@ def rows(quick: bool) -> list[Row]:
             peak_ddp,
             0.6,
             unit="MB",
-            note=note + "; peak RSS over 2 training steps above the RSS before the model was built",
+            note=note + "; peak RSS (building or initialising shards, then 2 steps) above the RSS before building",
         ),
     ]

@@ -1,6 +1,7 @@
 """Runs every ``bench/rows_*.py`` module and writes docs/benchmarks.md (``make bench``).
 
-``python -m bench.run [--quick] [--only TOPIC_MODULE ...]``
+``python -m bench.run [--quick] [--only TOPIC_MODULE ...]``: with ``--only``, the sections of the
+topics not run keep their rows from the page already there.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib
 import os
 import pkgutil
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,8 +48,22 @@ def load() -> str:
 METHOD = Path(__file__).resolve().parent / "method.md"
 
 
-def render(rows: list[Row], extra: str = "", conditions: str = "") -> str:
-    """docs/benchmarks.md."""
+def previous_sections(page: str) -> tuple[dict[str, str], str]:
+    """The row sections (``## topic`` and its table) of an earlier page, in its order, and its run lines."""
+    sections: dict[str, str] = {}
+    for block in re.split(r"(?m)^(?=## )", page):
+        heading, _, body = block.partition("\n")
+        table = [line for line in body.splitlines() if line.startswith("|")]
+        if heading.startswith("## ") and table and table[0].startswith("| measurement |"):
+            sections[heading[3:].strip()] = "\n".join([heading, "", *table])
+    run = " ".join(line for line in page.splitlines() if line.startswith(("Run: ", "Mode: ")))
+    return sections, run
+
+
+def render(
+    rows: list[Row], extra: str = "", conditions: str = "", previous: tuple[dict[str, str], str] | None = None
+) -> str:
+    """docs/benchmarks.md; with ``previous`` (``--only``), the topics not measured now keep that page's rows."""
     lines = [
         "# Benchmarks",
         "",
@@ -63,7 +79,18 @@ def render(rows: list[Row], extra: str = "", conditions: str = "") -> str:
     topics: dict[str, list[Row]] = {}
     for r in rows:
         topics.setdefault(r.topic, []).append(r)
-    for topic, rs in topics.items():
+    kept, run = previous or ({}, "")
+    kept = {t: text for t, text in kept.items() if t not in topics and f"## {t}\n" not in extra}
+    if kept:
+        lines[-1:-1] = [
+            f"Not measured in this run (`--only`), kept from the page's previous run: {', '.join(kept)} ({run})"
+        ]
+    order = [*(previous[0] if previous else {}), *topics]
+    for topic in dict.fromkeys(order):
+        if topic in kept:
+            lines += [*kept[topic].splitlines(), ""]
+            continue
+        rs = topics[topic]
         lines += [
             f"## {topic}",
             "",
@@ -111,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         f"took {time.perf_counter() - started:.0f} s; load average (1/5/15 min) {load_before} at the start, "
         f"{load()} at the end ({os.cpu_count()} cores: a load above that means other work shared the machine)."
     )
-    Path(args.out).write_text(render(rows, extra, conditions))
+    out = Path(args.out)
+    previous = previous_sections(out.read_text()) if args.only and out.is_file() else None
+    out.write_text(render(rows, extra, conditions, previous))
     print(f"wrote {args.out}")
     return 0
 

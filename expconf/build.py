@@ -169,13 +169,23 @@ def build_model(root: RootConfig, data: TokenDataModule) -> pl.LightningModule:
     cls = targets.resolve(root.model._target_, "model._target_")
     data.prepare_data()
     assert data.vocab_size is not None
-    return cls(
-        root.model,
-        vocab_size=data.vocab_size,
-        seq_length=root.data.seq_length,
-        optim=root.optim,
-        global_batch_size=root.data.global_batch_size,
-    )
+
+    def make() -> pl.LightningModule:
+        return cls(
+            root.model,
+            vocab_size=data.vocab_size,
+            seq_length=root.data.seq_length,
+            optim=root.optim,
+            global_batch_size=root.data.global_batch_size,
+        )
+
+    t = root.trainer
+    # Weights imported from a file are loaded into the built model: it must exist in full.
+    if t.strategy == "fsdp" and t.fsdp.meta_init and not root.resume.import_path:
+        from expconf.distributed.fsdp import build_on_meta
+
+        return build_on_meta(make)
+    return make()
 
 
 def build(root: RootConfig, handoff: JobHandoff | None = None) -> Built:

@@ -137,6 +137,57 @@ class ShardedSavePlan(SavePlan):
         self.steps.append(run)
 
 
+def _layout(state: Any) -> Any:
+    """The structure of a state dict: keys, and each tensor's type, shape and dtype."""
+    if isinstance(state, dict):
+        return tuple((k, _layout(v)) for k, v in state.items())
+    if isinstance(state, (list, tuple)):
+        return tuple(_layout(v) for v in state)
+    if isinstance(state, torch.Tensor):
+        return (type(state).__name__, tuple(state.shape), state.dtype)
+    return type(state).__name__
+
+
+class ReusedStaging:
+    """DCP stager (``async_save(async_stager=...)``) that copies into the same CPU buffers at every save.
+
+    DCP's default stager allocates a fresh CPU copy of the shard at every save, and on a warm
+    machine allocating (page faults) costs several times the copy itself. These buffers are
+    allocated at the first save (pinned when CUDA is there) and again only when the state's
+    layout changes. Reusing them is safe only because :class:`ShardedCheckpoints` starts a save
+    after the previous one has finished writing.
+    """
+
+    #: Staging is a blocking copy: nothing to synchronise after DCP starts the write.
+    _synchronize_after_execute = False
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Any] | None = None
+        self._layout: Any = None
+
+    @property
+    def should_synchronize_after_execute(self) -> bool:
+        """False: :meth:`stage` returns once the copy is done."""
+        return self._synchronize_after_execute
+
+    def stage(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """Copy ``state_dict`` into the buffers; the copy is what DCP writes in the background."""
+        from torch.distributed._state_dict_utils import _copy_state_dict, _create_cpu_state_dict
+
+        layout = _layout(state_dict)
+        if self._buffers is None or layout != self._layout:
+            self._buffers = _create_cpu_state_dict(state_dict, pin_memory=torch.cuda.is_available())
+            self._layout = layout
+        return _copy_state_dict(state_dict, self._buffers)
+
+    def synchronize_staging(self) -> None:
+        """Nothing to wait for (see :attr:`should_synchronize_after_execute`)."""
+
+    def close(self) -> None:
+        """Drop the buffers."""
+        self._buffers = None
+
+
 class ShardedCheckpoints:
     """Every rank's side of sharded saves: DCP writes (sync or async) and waiting for them."""
 
@@ -145,6 +196,7 @@ class ShardedCheckpoints:
         self.async_save = async_save
         self._pending: dict[str, Any] = {}  # folder -> DCP's future
         self._group: Any = None
+        self._stager: ReusedStaging | None = None
 
     def setup(self) -> None:
         """Collective: a gloo group of its own for async saves, whose collectives run on a
@@ -167,12 +219,18 @@ class ShardedCheckpoints:
         import torch.distributed.checkpoint as dcp
 
         folders: list[str] = strategy.broadcast(plan.folders if isinstance(plan, ShardedSavePlan) else [])
-        self.wait()  # one save in flight at a time: its files may be what this one replaces
+        # One save in flight at a time: its files may be what this one replaces, and its staging
+        # buffers are what this one copies into. A save that has finished is not waited for.
+        self.wait()
         for name in folders:
             url = f"{folder_url.rstrip('/')}/{name}"
             writer = dcp_writer(url, self.storage_options)
             if self.async_save:
-                self._pending[name] = dcp.async_save(shards, storage_writer=writer, process_group=self._group)
+                self.wait()  # a second folder of the same save reuses the staging buffers too
+                self._stager = self._stager or ReusedStaging()
+                self._pending[name] = dcp.async_save(
+                    shards, storage_writer=writer, process_group=self._group, async_stager=self._stager
+                )
             else:
                 dcp.save(shards, storage_writer=writer)
 

@@ -30,6 +30,11 @@ class FSDPConfig:
     reshard_after_forward: bool = doc(
         True, "free gathered parameters after forward (ZeRO-3); false keeps them (ZeRO-2)"
     )
+    meta_init: bool = doc(
+        True,
+        "build the model on the meta device and initialise only each rank's shards, to the values a normal "
+        "build gets; false: every rank builds the whole model first",
+    )
 
     def validate(self, prefix: str = "trainer.fsdp") -> None:
         """Check choices; raises ConfigError."""

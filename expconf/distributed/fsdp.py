@@ -10,7 +10,8 @@ read through expconf's storage, as full-state files or sharded DCP folders.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from pytorch_lightning.strategies import ModelParallelStrategy
@@ -20,7 +21,10 @@ from torch import nn
 from expconf.config.fsdp import FSDPConfig
 from expconf.distributed.handoff import JobHandoff
 
+M = TypeVar("M", bound=nn.Module)
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Set on a module built by :func:`build_on_meta`: how the strategy initialises its shards.
+DEFERRED_ATTR = "_expconf_deferred_init"
 #: Name segments that wrappers add to parameter names and state-dict keys leave out.
 _WRAPPER_SEGMENTS = ("_checkpoint_wrapped_module.", "_orig_mod.")
 
@@ -43,6 +47,25 @@ def find_blocks(module: nn.Module, block_class: str | None) -> list[tuple[nn.Mod
 
     visit(module)
     return found
+
+
+def build_on_meta(build: Callable[[], M]) -> M:
+    """``build()`` with its parameters on the meta device; :class:`ExpconfFSDPStrategy` initialises
+    each rank's shards after sharding, to the values ``build()`` would have given them.
+
+    Raises ConfigError (``trainer.fsdp.meta_init``) for a model whose initialisation cannot be replayed.
+    """
+    from expconf.distributed.meta_init import CannotDefer, build_deferred
+    from expconf.errors import ConfigError
+
+    try:
+        module, deferred = build_deferred(build)
+    except CannotDefer as e:
+        raise ConfigError(
+            "trainer.fsdp.meta_init", True, "a model initialised in place", f"{e}; set it to false"
+        ) from e
+    setattr(module, DEFERRED_ATTR, deferred)
+    return module
 
 
 def shard_module(module: nn.Module, mesh: Any, cfg: FSDPConfig) -> int:
@@ -148,6 +171,9 @@ class ExpconfFSDPStrategy(ModelParallelStrategy):
         # A LightningModule that sharded itself in configure_model keeps its own plan.
         if not any(isinstance(m, FSDPModule) for m in self.model.modules()):
             shard_module(self.model, self.device_mesh, self.fsdp)
+        deferred = self.lightning_module.__dict__.pop(DEFERRED_ATTR, None)
+        if deferred is not None:  # built on the meta device: allocate and initialise this rank's shards
+            deferred.materialize(self.model, self.root_device, clean_name)
         self.model = self.precision_plugin.convert_module(self.model)
         self.model_to_device()
         self.barrier()

@@ -1,5 +1,6 @@
 """``trainer.strategy=fsdp`` from the CLI: two gloo ranks with FSDP2, preempted by a real SIGTERM, resumed;
-sharded checkpoints; checkpoints resumed on another number of ranks (FSDP and DDP).
+sharded checkpoints; checkpoints resumed on another number of ranks (FSDP and DDP); ranks started by
+torchrun and as SLURM tasks.
 
 The losses are compared with one process training the same global batch. They are close, not
 bitwise equal: with two ranks each gradient is summed by a reduce-scatter or all-reduce over the
@@ -9,6 +10,7 @@ whole batch in one backward pass: the same numbers added in a different order.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,11 +46,16 @@ FSDP = ["trainer.devices=2", "trainer.strategy=fsdp", "data.micro_batch_size=4"]
 LOSS_RTOL = 1e-5
 
 
+def probe_callback(probe: Path, signal_at: int = -1) -> str:
+    """The override adding tests/fault_probe.py's StepProbe (logs each step; signals itself at ``signal_at``)."""
+    return f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{probe}',signal_at:{signal_at}}}]"
+
+
 def run(cwd: Path, *extra: str, probe: Path | None = None, signal_at: int = -1) -> subprocess.CompletedProcess[str]:
     """``python -m expconf.train`` with BASE and ``extra``; with ``probe``, tests/fault_probe.py logs steps."""
     args = [*BASE, *extra]
     if probe is not None:
-        args.append(f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{probe}',signal_at:{signal_at}}}]")
+        args.append(probe_callback(probe, signal_at))
     env = helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"))
     return subprocess.run(
         [sys.executable, "-m", "expconf.train", *args],
@@ -204,6 +211,69 @@ def test_fsdp_under_torchrun(tmp_path: Path, reference: dict[int, float]) -> Non
     run_dir = tmp_path / "nemo_experiments" / "fsdp" / "v1"
     [end] = (run_dir / "checkpoints").glob("*-end.ckpt")
     assert sorted(p.name for p in end.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert_tracks(step_losses(run_dir), reference)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def srun(cwd: Path, probe: Path, *extra: str, restart: int = 0) -> list[subprocess.CompletedProcess[str]]:
+    """Two tasks of one SLURM job step on one node, with the variables srun gives its tasks (no srun here).
+
+    Lightning's SLURMEnvironment takes ranks from them and MASTER_ADDR from SLURM_NODELIST; MASTER_PORT,
+    which it would derive from the job id, is set to a free port so parallel tests cannot collide.
+    """
+    slurm = {
+        "SLURM_JOB_ID": "4711",
+        "SLURM_JOB_NAME": "expconf",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_NNODES": "1",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "127.0.0.1",
+        "SLURM_RESTART_COUNT": str(restart),
+        "MASTER_PORT": str(free_port()),
+    }
+    env = helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"))
+    env = {k: v for k, v in env.items() if not k.startswith(("SLURM_", "TORCHELASTIC_"))}
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "NODE_RANK"):
+        env.pop(var, None)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "expconf.train", *BASE, *FSDP, *extra, probe_callback(probe)],
+            cwd=cwd,
+            env={**env, **slurm, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
+
+
+def test_fsdp_under_slurm_task_variables_resumes_after_a_requeue(tmp_path: Path, reference: dict[int, float]) -> None:
+    """Each task runs the entry point (srun starts the ranks, expconf none); rank 0's run-dir and resume
+    decisions reach rank 1 through ./.expconf/agree, once per launch (SLURM_RESTART_COUNT)."""
+    probe = tmp_path / "probe.log"
+    first = srun(tmp_path, probe, "trainer.max_steps=2")
+    assert [p.returncode for p in first] == [0, 0], first[0].stderr[-2000:] + first[1].stderr[-2000:]
+    [run_dir] = (tmp_path / "nemo_experiments" / "fsdp").iterdir()
+    [end] = (run_dir / "checkpoints").glob("*-end.ckpt")
+    assert sorted(p.name for p in end.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    second = srun(tmp_path, probe, "resume.resume_past_end=true", restart=1)
+    assert [p.returncode for p in second] == [0, 0], second[0].stderr[-2000:] + second[1].stderr[-2000:]
+    assert read_log(probe)[1] == [0, 2]  # rank 0 started at step 0, then resumed at step 2
+    assert [p.name for p in (tmp_path / "nemo_experiments" / "fsdp").iterdir()] == [run_dir.name]
+    logs = sorted(p.name for p in run_dir.glob("nemo_log_*.txt"))
+    assert logs == ["nemo_log_globalrank-0_localrank-0.txt", "nemo_log_globalrank-1_localrank-1.txt"]
     assert_tracks(step_losses(run_dir), reference)
 
 

@@ -1,5 +1,6 @@
 """``bench/gpu_check.sh --dry-run``: the GPU check's own code path on the CPU (gloo DDP through both
-launchers, describe and the throughput of gpt2_124m and tinyllama_1b, shrunk)."""
+launchers, FSDP with async sharded checkpoints, describe and the throughput of gpt2_124m and
+tinyllama_1b, shrunk)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def test_gpu_check_dry_run(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = (out / "figures.txt").read_text()
     assert "ddp (expconf, 2 ranks): ok" in figures and "ddp (torchrun, 2 ranks): ok" in figures
+    assert "fsdp (2 ranks): ok" in figures and "shards in the -end checkpoint: 2;" in figures
     for recipe in ("gpt2_124m", "tinyllama_1b"):
         assert f"{recipe}: parameters: " in figures
         assert f"{recipe}: expconf / raw tokens/s: " in figures

@@ -14,7 +14,7 @@ from helpers import REPO
 sys.path.insert(0, str(REPO))
 
 from bench.common import Row, interleave, ratio_row, spread, steady
-from bench.run import discover, render
+from bench.run import discover, previous_sections, render
 from bench.steplog import StepLog, intervals, read
 
 
@@ -50,6 +50,31 @@ def test_render_lists_every_row_under_its_topic() -> None:
     assert "| x / y | 1.010 | <= 1.03 | yes |" in md
     assert "| p / q | 1.600 | <= 1.5 | **no** |" in md
     assert md.endswith("extra\n")
+
+
+def test_render_with_only_keeps_the_other_topics_of_the_previous_page() -> None:
+    old = render(
+        [
+            Row("Fault tolerance", "a / b", 0.8, "<= 1.1", True, 1.0, 1.2, 0.1, 0.1, "s", 5),
+            Row("Step time", "x / y", 1.01, "<= 1.03", True, 2.0, 1.98, 0.1, 0.2, "s", 5),
+        ],
+        "\n## Step-time distribution\n\n![plot](step_times.png)\n",
+    )
+    previous = previous_sections(old)
+    assert list(previous[0]) == ["Fault tolerance", "Step time"] and previous[1].startswith("Run: ")
+    new = [
+        Row("Step time", "x / y", 1.2, "<= 1.03", False, 2.4, 2.0, 0.1, 0.2, "s", 5),
+        Row("FSDP", "f / d", 0.5, "<= 0.6", True, 1.0, 2.0, 0.0, 0.0, "MB", 1),
+    ]
+    md = render(new, previous=previous)
+    assert [line for line in md.splitlines() if line.startswith("## ")][:3] == [
+        "## Fault tolerance",
+        "## Step time",
+        "## FSDP",
+    ]
+    assert "| a / b | 0.800 |" in md and "| x / y | 1.200 |" in md and "| x / y | 1.010 |" not in md
+    assert "\n\n## Step time\n\n" in md and "\n\n## FSDP\n\n" in md  # sections kept whole, blank lines included
+    assert "kept from the page's previous run: Fault tolerance (Run: " in md
 
 
 def test_discover_finds_the_row_modules() -> None:
