@@ -193,7 +193,8 @@ def ls(log_dir: Path, out: Any = None) -> int:
         except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as e:
             unreadable += 1
             parts = run_dir.relative_to(log_dir).parts
-            why = " ".join(str(e).split())[:120]
+            # The row names the run: paths inside it are shown relative, so the reason fits the cut.
+            why = " ".join(str(e).replace(f"{run_dir}/", "").split())[:120]
             rows.append((parts[0], "/".join(parts[1:]) or "-", "-", f"unreadable: {type(e).__name__}: {why}"))
     # A row's last cell is never padded and sets no width (an unreadable row ends early).
     widths = [max((len(r[i]) for r in [COLUMNS, *rows] if i < len(r) - 1), default=0) for i in range(len(COLUMNS))]
