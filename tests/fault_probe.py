@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,20 +149,13 @@ class TouchAt(Callback):
             self.path.touch()
 
 
-class HoldAt(Callback):
+class HoldAt(TouchAt):
     """Right after optimizer step ``step`` completes, creates ``path`` and then sleeps until the
     process is killed: a live run that holds its run dir for as long as a test needs."""
-
-    def __init__(self, path: str, step: int) -> None:
-        self.path = Path(path)
-        self.step = step
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.global_step == self.step:
-            import time
-
-            self.path.touch()
-            while True:
-                time.sleep(60)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        while trainer.global_step == self.step:
+            time.sleep(60)
