@@ -78,11 +78,18 @@ def shell_signals() -> None:
 def run_cli(
     args: list[str], cwd: Path, timeout: float = 300, module: str = "expconf.train", **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m expconf.train ARGS`` in ``cwd`` and return the finished process."""
+    """Run ``python -m expconf.train ARGS`` in ``cwd`` with :func:`cli_env` plus ``env``."""
+    return train_process(args, cwd, cli_env(**env), timeout, module)
+
+
+def train_process(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300, module: str = "expconf.train"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m expconf.train ARGS`` in ``cwd`` with exactly ``env``; the finished process."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=cli_env(**env),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -57,15 +57,7 @@ def run(cwd: Path, *extra: str, probe: Path | None = None, signal_at: int = -1) 
     if probe is not None:
         args.append(probe_callback(probe, signal_at))
     env = helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"))
-    return subprocess.run(
-        [sys.executable, "-m", "expconf.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return helpers.train_process(args, cwd, env, timeout=600)
 
 
 def step_losses(run_dir: Path) -> dict[int, float]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,16 +62,7 @@ def launch(
     )
     args = [*BASE, f"data.path={corpus}", probe, *extra]
     run_env = helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"), **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "expconf.train", *args],
-        cwd=tmp,
-        env=run_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        preexec_fn=helpers.shell_signals,
-    )
+    return helpers.train_process(args, tmp, run_env, timeout)
 
 
 def checkpoints(tmp: Path) -> Path:

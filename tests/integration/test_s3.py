@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
-from helpers import TINY
+from helpers import TINY, train_process
 from helpers import cli_env as base_env
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -31,15 +31,7 @@ def env_for(server: SeaweedS3 | None, **extra: str) -> dict[str, str]:
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "expconf.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return train_process(args, cwd, env, timeout)
 
 
 def listing(server: SeaweedS3, prefix: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
 from silent_server import SilentServer
 
-from helpers import REPO, TINY
+from helpers import REPO, TINY, train_process
 from helpers import cli_env as base_env
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -38,15 +38,7 @@ def env_for(endpoint: str) -> dict[str, str]:
 
 
 def run(args: list[str], cwd: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "expconf.train", *TINY, *args],
-        cwd=cwd,
-        env=env_for(endpoint),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return train_process([*TINY, *args], cwd, env_for(endpoint), timeout=600)
 
 
 def error_lines(stderr: str) -> list[str]:
