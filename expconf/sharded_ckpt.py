@@ -3,7 +3,8 @@
 A sharded checkpoint has the name a file checkpoint would have (``...-last.ckpt``, ``...-end.ckpt``,
 top-k) but is a folder: one ``__<rank>_0.distcp`` per rank with that rank's shard of the model and
 optimizer, DCP's ``.metadata`` (written by rank 0 after every rank reported its shard written), and
-``expconf_meta.pt`` (loop counters, callbacks, RNG states: everything that is not a shard). Like a
+``expconf_meta.pt`` (loop counters, callbacks, RNG states: everything that is not a shard; rank 0
+writes it empty before any rank writes, so an interrupted folder is recognisably expconf's). Like a
 file checkpoint it becomes a candidate for resume only once its ``.meta.json`` marker exists, and
 rank 0 writes that marker last, after DCP's save has returned on rank 0, which happens only after
 the shards of all ranks and the metadata are written.
@@ -22,12 +23,11 @@ from typing import Any
 
 import torch
 
-from expconf.checkpoint.meta import CheckpointMeta, folder_files, marker_name
+from expconf.checkpoint.meta import META_FILE, CheckpointMeta, folder_files, marker_name
 from expconf.checkpoint.writer import SavePlan, torch_save_to
 from expconf.storage import Storage, s3_options
 
 #: The non-shard part of a sharded checkpoint, inside its folder.
-META_FILE = "expconf_meta.pt"
 #: Keys of a Lightning checkpoint that DCP saves as shards.
 SHARD_KEYS = ("state_dict", "optimizer_states")
 
@@ -111,6 +111,12 @@ class ShardedSavePlan(SavePlan):
         super().__init__(label=label)
         self.owner = owner
         self.folders: list[str] = []
+
+    def claim(self, folder_url: str, storage_options: dict[str, Any]) -> None:
+        """Rank 0, before any rank writes a shard: an empty :data:`META_FILE` in each folder marks
+        it expconf's, so start-up clean-up may remove it if the save never completes."""
+        for name in self.folders:
+            Storage(f"{folder_url.rstrip('/')}/{name}", storage_options).write_bytes_atomic(META_FILE, b"")
 
     def write(self, storage: Storage, name: str, payload: dict[str, Any], meta: CheckpointMeta) -> None:
         """Folder ``name`` gets every rank's shard; then rank 0 adds the non-shard part and the marker,
@@ -224,10 +230,12 @@ class ShardedCheckpoints:
         """
         import torch.distributed.checkpoint as dcp
 
-        folders: list[str] = strategy.broadcast(plan.folders if isinstance(plan, ShardedSavePlan) else [])
         # One save in flight at a time: its files may be what this one replaces, and its staging
         # buffers are what this one copies into. A save that has finished is not waited for.
         self.wait()
+        if isinstance(plan, ShardedSavePlan):
+            plan.claim(folder_url, self.storage_options)  # before the broadcast that lets the ranks write
+        folders: list[str] = strategy.broadcast(plan.folders if isinstance(plan, ShardedSavePlan) else [])
         for name in folders:
             url = f"{folder_url.rstrip('/')}/{name}"
             writer = dcp_writer(url, self.storage_options)

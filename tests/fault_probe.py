@@ -159,3 +159,30 @@ class HoldAt(TouchAt):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         while trainer.global_step == self.step:
             time.sleep(60)
+
+
+class HoldBeforeMarker(Callback):
+    """Holds the checkpoint writer of rank 0 just before it writes the completion marker of the
+    sharded folder of optimizer step ``step``: creates ``path``, then sleeps until the process is
+    killed. Every rank's shard and DCP's metadata are then written, the marker is not."""
+
+    def __init__(self, path: str, step: int) -> None:
+        self.path = Path(path)
+        self.step = step
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from expconf.checkpoint.meta import MARKER_SUFFIX, CheckpointMeta
+        from expconf.storage import Storage
+
+        write = Storage.write_bytes_atomic
+
+        def held(storage: Storage, name: str, data: bytes) -> int:
+            if name.endswith(MARKER_SUFFIX):
+                meta = CheckpointMeta.from_json(data)
+                if meta.files and meta.global_step == self.step:
+                    self.path.touch()
+                    while True:
+                        time.sleep(60)
+            return write(storage, name, data)
+
+        Storage.write_bytes_atomic = held  # type: ignore[method-assign]

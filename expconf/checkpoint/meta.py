@@ -36,6 +36,10 @@ TMP_TAG = ".tmp-"
 # Names that are checkpoints even without a marker (those are then incomplete).
 CHECKPOINT_ENDINGS = (CKPT_SUFFIX, "-last", "-end")
 FORMAT = "expconf-ckpt/1"
+#: In a sharded checkpoint folder: everything that is not a shard (loop counters, callbacks, RNG
+#: states). Rank 0 writes it empty before any rank writes a shard and fills it once all are
+#: written, so a folder cut off at any instant before its marker is provably expconf's.
+META_FILE = "expconf_meta.pt"
 
 
 @dataclass
@@ -171,6 +175,9 @@ def scan(storage: Storage) -> Listing:
             complete[target] = meta
     for name in names:
         if name in present and is_checkpoint_name(name) and name not in complete and name.endswith(CHECKPOINT_ENDINGS):
+            if _holds_meta_file(storage, name):
+                removable.append(name)  # expconf's sharded folder, cut off before its marker was written
+                continue
             content = peek(storage, name)
             if content is None and not storage.exists(name):
                 continue  # deleted since the listing
@@ -182,6 +189,12 @@ def scan(storage: Storage) -> Listing:
                 incomplete.append(name)
     removable = sorted(set(removable))
     return Listing(complete, sorted(set(incomplete) | set(removable)), removable, foreign)
+
+
+def _holds_meta_file(storage: Storage, name: str) -> bool:
+    """Whether checkpoint ``name`` is a folder with expconf's :data:`META_FILE` in it."""
+    path = f"{storage.path(name)}/{META_FILE}"
+    return bool(storage.fs.exists(path)) if storage.remote else os.path.isfile(path)
 
 
 def peek(storage: Storage, name: str) -> dict[str, Any] | None:

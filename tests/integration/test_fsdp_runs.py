@@ -10,9 +10,12 @@ whole batch in one backward pass: the same numbers added in a different order.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,6 +131,48 @@ def test_fsdp_two_ranks_preempted_and_resumed_track_one_process(tmp_path: Path, 
     rest = torch.load(end / "expconf_meta.pt", map_location="cpu", weights_only=True)
     assert rest["global_step"] == STEPS and "state_dict" not in rest and "optimizer_states" not in rest
     assert rest["expconf_world"] == {"world_size": 2, "accumulate": 1}
+
+
+def test_kill9_before_a_folder_is_complete_resumes_from_the_previous_one(
+    tmp_path: Path, reference: dict[int, float]
+) -> None:
+    """kill -9 of both ranks once step 3's folder holds every rank's shard and DCP's metadata but
+    not yet its marker: the restart removes that folder and resumes from step 2's."""
+    held, probe = tmp_path / "held", tmp_path / "probe.log"
+    callbacks = (
+        f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{probe}'}},"
+        f"{{_target_:fault_probe.HoldBeforeMarker,path:'{held}',step:3}}]"
+    )
+    env = helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"))
+    args = [*BASE, *FSDP, "log.ckpt.every_n_train_steps=1", "log.ckpt.monitor=null", "log.ckpt.save_top_k=-1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "expconf.train", *args, callbacks],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: both ranks are killed at once
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not held.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert held.exists(), proc.stderr.read().decode()[-3000:] if proc.poll() is not None else "no hold"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    checkpoints = tmp_path / "nemo_experiments" / "fsdp" / "v1" / "checkpoints"
+    [cut] = [p for p in checkpoints.glob("*step=3*.ckpt") if not Path(f"{p}.meta.json").exists()]
+    assert {".metadata", "__0_0.distcp", "__1_0.distcp"} <= {p.name for p in cut.iterdir()}
+
+    again = run(tmp_path, *FSDP, probe=probe)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_log(probe)[1] == [0, 2]
+    assert_tracks(step_losses(checkpoints.parent), reference)
+    assert not cut.exists()  # removed at the start (the second run saves no step-3 checkpoint)
+    assert all(Path(f"{p}.meta.json").exists() for p in checkpoints.glob("*.ckpt"))
 
 
 @pytest.mark.parametrize(

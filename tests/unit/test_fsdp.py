@@ -184,6 +184,42 @@ def test_sharded_folder_round_trip(mesh: object, tmp_path: Path, async_save: boo
     assert all(torch.equal(a[i]["exp_avg_sq"].full_tensor(), b[i]["exp_avg_sq"].full_tensor()) for i in a)
 
 
+def test_a_folder_is_claimed_before_any_shard_is_written(
+    mesh: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 0 writes an empty META_FILE before the ranks write; a folder cut off after that (no
+    marker) is expconf's and removed at the next start, while another tool's DCP folder stays."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    from expconf.checkpoint.meta import META_FILE, scan
+    from expconf.sharded_ckpt import ShardedCheckpoints
+    from expconf.storage import Storage
+
+    w = Wrapper()
+    shard_module(w, mesh, FSDPConfig())
+    seen: list[list[str]] = []
+    real_save = dcp.save
+
+    def save(state: dict[str, object], storage_writer: object) -> object:
+        seen.append(sorted(p.name for p in (tmp_path / "x.ckpt").iterdir()))
+        return real_save(state, storage_writer=storage_writer)
+
+    monkeypatch.setattr(dcp, "save", save)
+    saver = ShardedCheckpoints()
+    plan = saver.plan("x")
+    storage = Storage(tmp_path)
+    plan.write(
+        storage, "x.ckpt", {"global_step": 1}, CheckpointMeta(name="x.ckpt", global_step=1, epoch=0, kind="last")
+    )
+    saver.write(OneRank(), plan, storage.url, {"state_dict": get_model_state_dict(w)})  # the plan's steps never run
+    assert seen == [[META_FILE]] and (tmp_path / "x.ckpt" / META_FILE).stat().st_size == 0
+    (tmp_path / "lightning.ckpt").mkdir()  # Lightning's own DCP folder: no expconf file, no marker
+    (tmp_path / "lightning.ckpt" / ".metadata").write_bytes(b"dcp")
+    listing = scan(storage)
+    assert listing.removable == ["x.ckpt"] and "lightning.ckpt" in listing.incomplete
+
+
 def test_async_saves_reuse_their_staging_buffers(mesh: object, tmp_path: Path) -> None:
     """Two async saves with a step between: one set of staging buffers, and each folder holds its own step."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
