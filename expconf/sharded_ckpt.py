@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from expconf.checkpoint.meta import CheckpointMeta, marker_name
+from expconf.checkpoint.meta import CheckpointMeta, folder_files, marker_name
 from expconf.checkpoint.writer import SavePlan, torch_save_to
 from expconf.storage import Storage, s3_options
 
@@ -113,8 +113,10 @@ class ShardedSavePlan(SavePlan):
         self.folders: list[str] = []
 
     def write(self, storage: Storage, name: str, payload: dict[str, Any], meta: CheckpointMeta) -> None:
-        """Folder ``name`` gets every rank's shard; then rank 0 adds the non-shard part and the marker."""
+        """Folder ``name`` gets every rank's shard; then rank 0 adds the non-shard part and the marker,
+        which records the size of every file in the folder."""
         self.folders.append(name)
+        self.written[name] = meta
         # A copy: the plan may change payload["expconf"] for a later write. A full state_dict here is
         # for a model archive only: the folder has the weights as shards.
         rest = {k: v for k, v in payload.items() if k != "state_dict"}
@@ -122,7 +124,8 @@ class ShardedSavePlan(SavePlan):
         def run() -> None:
             self.owner.wait_written(name)
             inner = Storage(storage.path(name), storage.storage_options)
-            meta.size_bytes = inner.write_atomic(META_FILE, torch_save_to(rest))
+            inner.write_atomic(META_FILE, torch_save_to(rest))
+            meta.files = folder_files(storage, name)
             storage.write_bytes_atomic(marker_name(name), meta.to_json())
 
         self.steps.append(run)
@@ -132,6 +135,9 @@ class ShardedSavePlan(SavePlan):
 
         def run() -> None:
             copy_folder(storage, src, dst)
+            source = self.written.get(src)
+            if source is not None:
+                meta.files = dict(source.files)
             storage.write_bytes_atomic(marker_name(dst), meta.to_json())
 
         self.steps.append(run)

@@ -83,6 +83,15 @@ class GPTModule(pl.LightningModule):
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=1)
         return loss
 
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """The optimizer step, then the gradients are freed at once (as nanoGPT does).
+
+        Lightning frees them only before the next backward pass, so the next forward pass,
+        validation and checkpoint saves would run with a whole set of gradients still held.
+        """
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        optimizer.zero_grad(set_to_none=True)
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss: torch.Tensor = self.model(x, y)

@@ -4,10 +4,10 @@ A checkpoint ``X.ckpt`` (a file, or a folder for other writers) is *complete* on
 marker ``X.ckpt.meta.json`` exists. The marker is written after every byte of the checkpoint
 is durable, so a crash at any instant leaves either a complete checkpoint or an incomplete
 one that is never loaded. Scores, steps and the kind (top-k, ``-last``, ``-end``) are read from the
-marker, never parsed back out of file names. The marker also records the file's size, which
-together with the CRC-32 that ``torch.save`` stores for every record of the file lets resume
-recognise a checkpoint damaged after it was completed (truncated, overwritten) before it loads
-it (:func:`verify`).
+marker, never parsed back out of file names. The marker also records the file's size (for a
+folder, every file's size), which together with the CRC-32 that ``torch.save`` stores for every
+record of a file lets resume recognise a checkpoint damaged after it was completed (truncated,
+overwritten, a shard gone) before it loads it (:func:`verify`).
 
 A folder may be shared with other tools (a Lightning ``ModelCheckpoint``, a user's copies), so
 only what is provably expconf's is ever removed: its temporary files, orphan markers, and
@@ -51,6 +51,7 @@ class CheckpointMeta:
     consumed_samples: int | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     size_bytes: int = 0  # 0: not recorded (a folder, or a marker of an older expconf)
+    files: dict[str, int] = field(default_factory=dict)  # a folder: each file's size ({}: a file, or not recorded)
     created: float = field(default_factory=time.time)
     format: str = FORMAT
 
@@ -86,6 +87,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "consumed_samples": (int, type(None)),
     "metrics": (dict,),
     "size_bytes": (int,),
+    "files": (dict,),
     "created": (int, float),
     "format": (str,),
 }
@@ -260,14 +262,26 @@ def _bad_record(path: str) -> str | None:
     return None
 
 
+def folder_files(storage: Storage, name: str) -> dict[str, int]:
+    """The size in bytes of each file in checkpoint folder ``name`` (a sharded checkpoint)."""
+    if storage.remote:
+        storage.fs.invalidate_cache(storage.path(name))  # other ranks wrote shards this process never listed
+        entries = storage.fs.ls(storage.path(name), detail=True)
+        return {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e["size"]) for e in entries if e.get("type") == "file"}
+    with os.scandir(storage.path(name)) as entries:
+        return {e.name: e.stat().st_size for e in entries if e.is_file()}
+
+
 def verify(storage: Storage, meta: CheckpointMeta) -> str | None:
     """Why expconf's checkpoint ``meta.name`` no longer matches what was written, or None.
 
-    The size is compared with the marker's wherever the checkpoint lives; on a local disk the
-    file is also read once to check the CRC-32 of every record (on an object store that would
-    mean downloading it twice). Folders (sharded checkpoints) and checkpoints whose marker records
-    no size (another tool's, or an older expconf's) are not verified.
+    The size is compared with the marker's wherever the checkpoint lives (for a folder, the size
+    of every file it recorded); on a local disk a file is also read once to check the CRC-32 of
+    every record (on an object store that would mean downloading it twice). Checkpoints whose
+    marker records no size (another tool's, or an older expconf's) are not verified.
     """
+    if meta.files:
+        return _verify_folder(storage, meta)
     if not meta.size_bytes:
         return None
     try:
@@ -279,6 +293,19 @@ def verify(storage: Storage, meta: CheckpointMeta) -> str | None:
     if size != meta.size_bytes:
         return f"it has {size} bytes, its marker records {meta.size_bytes}"
     return None if storage.remote else bad_record(storage.path(meta.name))
+
+
+def _verify_folder(storage: Storage, meta: CheckpointMeta) -> str | None:
+    try:
+        found = folder_files(storage, meta.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return "it is gone"
+    for file, size in sorted(meta.files.items()):
+        if file not in found:
+            return f"its file {file} is gone"
+        if found[file] != size:
+            return f"its file {file} has {found[file]} bytes, its marker records {size}"
+    return None
 
 
 def clean_incomplete(storage: Storage, listing: Listing, keep: set[str] | None = None) -> list[str]:

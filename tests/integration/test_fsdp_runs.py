@@ -21,6 +21,7 @@ from fault_probe import read_log
 from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
 import helpers
+from expconf.checkpoint.meta import CheckpointMeta
 from helpers import REPO, TINY
 
 pytestmark = pytest.mark.slow
@@ -180,6 +181,8 @@ def test_sharded_folders_on_s3_resume_on_one_rank(
     names = sorted(p.rsplit("/", 1)[-1] for p in client.ls(end))
     assert names == [".metadata", "__0_0.distcp", "__1_0.distcp", "expconf_meta.pt"]
     assert sorted(p.rsplit("/", 1)[-1] for p in client.ls(end.replace("-end.ckpt", "-last.ckpt"))) == names
+    marker = CheckpointMeta.from_json(client.cat(f"{end}.meta.json"))
+    assert marker.files == {e["name"].rsplit("/", 1)[-1]: e["size"] for e in client.ls(end, detail=True)}
 
     one_rank = ["trainer.devices=1", "trainer.strategy=fsdp", "data.micro_batch_size=4"]
     second = run(tmp_path, *one_rank, *s3, f"resume.path='s3://{end}'", "resume.resume_if_exists=false")

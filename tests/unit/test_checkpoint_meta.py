@@ -10,7 +10,7 @@ import torch
 
 import expconf.checkpoint.meta as meta_module
 from expconf.checkpoint.callback import ModelCheckpoint
-from expconf.checkpoint.meta import CheckpointMeta, marker_name, reserved_clash, scan, verify
+from expconf.checkpoint.meta import CheckpointMeta, folder_files, marker_name, reserved_clash, scan, verify
 from expconf.config.ckpt import CheckpointConfig
 from expconf.errors import ConfigError
 from expconf.storage import Storage
@@ -43,12 +43,32 @@ def test_verify_compares_the_size_and_the_records_crc32(tmp_path: Path) -> None:
 
 def test_verify_accepts_what_a_marker_does_not_record(tmp_path: Path) -> None:
     # Markers of another tool's checkpoints (built from their content) and of older expconf
-    # '-last' copies record no size; sharded checkpoints are folders.
+    # '-last' copies record no size; older expconf recorded for a folder only one file's size.
     storage = Storage(tmp_path)
     (tmp_path / "old.ckpt").write_bytes(b"whatever")
     assert verify(storage, CheckpointMeta("old.ckpt", 1, 0, "last")) is None
     (tmp_path / "sharded-last").mkdir()
     assert verify(storage, CheckpointMeta("sharded-last", 1, 0, "last", size_bytes=5)) is None
+
+
+def test_verify_compares_every_file_of_a_folder(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    folder = tmp_path / "s.ckpt"
+    folder.mkdir()
+    for name, data in {".metadata": b"m" * 10, "__0_0.distcp": b"a" * 30, "__1_0.distcp": b"b" * 30}.items():
+        (folder / name).write_bytes(data)
+    meta = CheckpointMeta("s.ckpt", 1, 0, "last", files=folder_files(storage, "s.ckpt"))
+    assert meta.files == {".metadata": 10, "__0_0.distcp": 30, "__1_0.distcp": 30}
+    assert CheckpointMeta.from_json(meta.to_json()) == meta
+    assert verify(storage, meta) is None
+    (folder / "__1_0.distcp").write_bytes(b"b" * 29)
+    assert verify(storage, meta) == "its file __1_0.distcp has 29 bytes, its marker records 30"
+    (folder / "__1_0.distcp").unlink()
+    assert verify(storage, meta) == "its file __1_0.distcp is gone"
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    assert verify(storage, meta) == "it is gone"
 
 
 @pytest.mark.parametrize(

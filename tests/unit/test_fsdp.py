@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from expconf.checkpoint.meta import CheckpointMeta
+from expconf.checkpoint.meta import CheckpointMeta, verify
 from expconf.config.fsdp import FSDPConfig
 from expconf.config.model import GPTModelConfig
 from expconf.distributed.fsdp import (
@@ -170,7 +170,10 @@ def test_sharded_folder_round_trip(mesh: object, tmp_path: Path, async_save: boo
     saver.wait()
     assert is_sharded(storage, "x.ckpt") and is_sharded(storage, "x-last.ckpt")
     assert sorted(p.name for p in (tmp_path / "x-last.ckpt").iterdir()) == [".metadata", "__0_0.distcp", META_FILE]
-    assert (tmp_path / "x.ckpt.meta.json").is_file() and (tmp_path / "x-last.ckpt.meta.json").is_file()
+    for name in ("x.ckpt", "x-last.ckpt"):  # each marker records the size of every file of its folder
+        marker = CheckpointMeta.from_json((tmp_path / f"{name}.meta.json").read_bytes())
+        assert marker.files == {p.name: p.stat().st_size for p in (tmp_path / name).iterdir()}
+        assert verify(storage, marker) is None
 
     fresh, fresh_opt = trained()
     rest = load_sharded(str(tmp_path / "x-last.ckpt"), fresh, [fresh_opt])

@@ -20,8 +20,8 @@ from helpers import quiet_trainer
 
 
 def put(folder: Path, name: str, step: int, kind: str, *, marker: bool = True, mtime: float | None = None) -> Path:
-    """A checkpoint file (or, for names without '.ckpt', a folder) with or without its marker; a
-    file's marker records its size, as expconf's writer does."""
+    """A checkpoint file (or, for names without '.ckpt', a folder) with or without its marker; the
+    marker records the file's size (a folder's: each file's), as expconf's writers do."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     meta = CheckpointMeta(name, step, 0, kind)
@@ -33,6 +33,7 @@ def put(folder: Path, name: str, step: int, kind: str, *, marker: bool = True, m
     else:
         path.mkdir()
         (path / "shard0").write_bytes(b"weights")
+        meta.files = {"shard0": len(b"weights")}
     if marker:
         (folder / (name + MARKER_SUFFIX)).write_bytes(meta.to_json())
     if mtime is not None:
@@ -246,6 +247,25 @@ def test_a_damaged_checkpoint_is_passed_over_with_a_warning(
     # top-k checkpoint that verifies.
     older_last.write_bytes(b"")
     assert choose(AutoResume(resume_if_exists=True), trainer(tmp_path, folder), monkeypatch) == str(good)
+
+
+@pytest.mark.parametrize("damage", ["shard gone", "shard truncated"])
+def test_a_damaged_sharded_folder_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    folder = tmp_path / "c"
+    older = put(folder, "gpt--step=10-last", 10, "last")
+    bad = put(folder, "gpt--step=20-last", 20, "last")
+    if damage == "shard gone":
+        (bad / "shard0").unlink()
+        why = "its file shard0 is gone"
+    else:
+        (bad / "shard0").write_bytes(b"wei")
+        why = "its file shard0 has 3 bytes, its marker records 7"
+    with caplog.at_level("WARNING", logger="expconf"):
+        assert choose(AutoResume(resume_if_exists=True), trainer(tmp_path, folder), monkeypatch) == str(older)
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(bad) in line and why in line
 
 
 def test_only_damaged_checkpoints_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
