@@ -1,4 +1,5 @@
-"""Fixtures for integration tests: a real SeaweedFS S3 server on loopback, one per session."""
+"""Fixtures for integration tests: a real SeaweedFS S3 server on loopback, one per session; a real
+one-node SLURM cluster on loopback, one per test module that asks for it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from s3server import SeaweedS3, weed_binary
+from slurm_cluster import SlurmCluster, missing_binaries, running
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +36,19 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 def s3_bucket(s3_server: SeaweedS3) -> str:
     """A fresh, empty bucket on the session server."""
     return s3_server.make_bucket()
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """munged, slurmctld and slurmd on 127.0.0.1 in a temp dir (tests/slurm_cluster.py); stopped by pid.
+
+    Skipped when SLURM is not installed, unless ``EXPCONF_REQUIRE_SLURM=1`` (set by .ci/run).
+    """
+    missing = missing_binaries()
+    if missing:
+        reason = f"SLURM is not installed (missing {', '.join(missing)}): apt-get install slurm-wlm munge"
+        if os.environ.get("EXPCONF_REQUIRE_SLURM") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with running() as cluster:
+        yield cluster
