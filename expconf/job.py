@@ -49,9 +49,10 @@ class Job:
 
 def prepare(cfg: Any) -> Job:
     """Validate ``cfg`` (a composed ``DictConfig`` or a :class:`RootConfig`) as the CLI does, probe
-    its remote locations (once) and check the accelerator; raises :class:`~expconf.errors.ConfigError`."""
+    its remote locations (once) and check the accelerator and a SLURM job's task layout; raises :class:`~expconf.errors.ConfigError`."""
     from omegaconf import DictConfig, OmegaConf
 
+    from expconf.distributed.ranks import check_slurm_tasks
     from expconf.hardware import check_accelerator
     from expconf.storage import check_remote
 
@@ -67,6 +68,7 @@ def prepare(cfg: Any) -> Job:
         resolved = OmegaConf.to_container(OmegaConf.structured(root), resolve=True)
     check_remote(root)
     check_accelerator(root.trainer)
+    check_slurm_tasks()
     assert isinstance(resolved, dict)
     return Job(root, resolved)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from expconf.errors import ConfigError
+
 #: Path of a DDP child's private job file (:mod:`expconf.distributed.handoff`), set only in the
 #: environment of the child it is for.
 CHILD_CONFIG_ENV = "EXPCONF_CHILD_CONFIG"
@@ -45,3 +47,19 @@ def launched_externally() -> bool:
 def is_child() -> bool:
     """True in a DDP child that expconf started (local rank > 0 with a job file to read)."""
     return CHILD_CONFIG_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0"
+
+
+def check_slurm_tasks() -> None:
+    """Raise a one-line ConfigError for a SLURM job whose tasks were asked for with ``--ntasks``
+    alone: Lightning reads the layout from ``SLURM_NTASKS_PER_NODE`` and refuses such a job with
+    a traceback, after the run dir would exist. Interactive allocations (job name ``bash`` or
+    ``interactive``) are not SLURM launches for Lightning and pass."""
+    ntasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    interactive = os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive")
+    if ntasks > 1 and "SLURM_NTASKS_PER_NODE" not in os.environ and not interactive:
+        raise ConfigError(
+            "SLURM_NTASKS",
+            ntasks,
+            f"tasks asked for per node: sbatch/srun --ntasks-per-node={ntasks} (with --nodes)",
+            "Lightning refuses --ntasks alone",
+        )

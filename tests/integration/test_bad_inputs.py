@@ -34,8 +34,13 @@ def _one_error_line(stderr: str) -> str:
             {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b" * 12},
             ["log.ckpt.dirpath", "s3://bucket/x", "reachable"],
         ),
+        (
+            ["+recipe=gpt", "trainer.devices=2", "trainer.strategy=ddp"],
+            {"SLURM_NTASKS": "2", "SLURM_JOB_ID": "7", "SLURM_JOB_NAME": "train", "SLURM_PROCID": "0"},
+            ["SLURM_NTASKS=2", "--ntasks-per-node=2"],
+        ),
     ],
-    ids=["unknown-key", "unknown-recipe", "yaml", "s3-closed-port"],
+    ids=["unknown-key", "unknown-recipe", "yaml", "s3-closed-port", "slurm-ntasks-alone"],
 )
 def test_bad_input_process(tmp_path: Path, args: list[str], env: dict[str, str], says: list[str]) -> None:
     (tmp_path / "conf" / "experiment").mkdir(parents=True)

@@ -89,3 +89,31 @@ def test_srun_ranks_are_slurm_tasks_not_expconf_children(monkeypatch: pytest.Mon
     for k in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"):
         monkeypatch.delenv(k)
     assert isinstance(_trainer(devices=2, strategy="ddp").strategy, ExpconfDDPStrategy)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({"SLURM_NTASKS": "4", "SLURM_JOB_NAME": "train"}, True),  # srun --ntasks=4: Lightning refuses it
+        ({"SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_JOB_NAME": "train"}, False),
+        ({"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train"}, False),  # one task starts its own ranks
+        ({"SLURM_NTASKS": "4", "SLURM_JOB_NAME": "bash"}, False),  # an interactive allocation
+        ({}, False),
+    ],
+)
+def test_a_slurm_job_with_ntasks_alone_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], refused: bool
+) -> None:
+    from expconf.errors import ConfigError
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    if not refused:
+        ranks.check_slurm_tasks()
+        return
+    with pytest.raises(ConfigError) as info:
+        ranks.check_slurm_tasks()
+    assert str(info.value) == (
+        "SLURM_NTASKS=4: expected tasks asked for per node: sbatch/srun --ntasks-per-node=4 (with --nodes)"
+        " (Lightning refuses --ntasks alone)"
+    )
