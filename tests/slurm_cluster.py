@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from s3server import _die_with_parent, _free_ports
+from daemons import die_with_parent, free_ports
 
 #: The daemons and clients a cluster needs (Debian: ``apt-get install slurm-wlm munge``).
 BINARIES = ("munged", "slurmctld", "slurmd", "sinfo", "srun", "sbatch", "scontrol", "scancel", "squeue")
@@ -98,7 +98,7 @@ class SlurmCluster:
             )
         self._start_munge(timeout)
         for _attempt in range(3):
-            ctld_port, slurmd_port = _free_ports(2)
+            ctld_port, slurmd_port = free_ports(2)
             self._write_conf(ctld_port, slurmd_port)
             self._spawn("slurmctld", "-D")
             self._spawn("slurmd", "-D", "-N", NODE)
@@ -181,7 +181,7 @@ class SlurmCluster:
             env=self.env(),
             cwd=self.root,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from daemons import free_ports
 from fault_probe import read_log
 from s3server import ACCESS_KEY, SECRET_KEY, SeaweedS3
 
@@ -254,12 +254,6 @@ def test_fsdp_under_torchrun(tmp_path: Path, reference: dict[int, float]) -> Non
     assert_tracks(step_losses(run_dir), reference)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def srun(cwd: Path, probe: Path, *extra: str, restart: int = 0) -> list[subprocess.CompletedProcess[str]]:
     """Two tasks of one SLURM job step on one node, with the variables srun gives its tasks (no srun here).
 
@@ -275,7 +269,7 @@ def srun(cwd: Path, probe: Path, *extra: str, restart: int = 0) -> list[subproce
         "SLURM_NODEID": "0",
         "SLURM_NODELIST": "127.0.0.1",
         "SLURM_RESTART_COUNT": str(restart),
-        "MASTER_PORT": str(free_port()),
+        "MASTER_PORT": str(free_ports(1)[0]),
     }
     env = helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"))
     env = {k: v for k, v in env.items() if not k.startswith(("SLURM_", "TORCHELASTIC_"))}

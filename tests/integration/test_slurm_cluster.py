@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 import test_fsdp_runs
+from daemons import free_ports
 from fault_probe import read_log
 from slurm_cluster import SlurmCluster
-from test_fsdp_runs import BASE, FSDP, STEPS, assert_tracks, free_port, probe_callback, step_losses
+from test_fsdp_runs import BASE, FSDP, STEPS, assert_tracks, probe_callback, step_losses
 
 import helpers
 from helpers import REPO
@@ -44,7 +45,7 @@ def job_env(cluster: SlurmCluster) -> dict[str, str]:
     every test cluster on this machine numbers its jobs from 1.
     """
     env = helpers.cli_env(
-        EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"), MASTER_PORT=str(free_port())
+        EXPCONF_ALLOWED_TARGETS="fault_probe.*", PYTHONPATH=str(REPO / "tests"), MASTER_PORT=str(free_ports(1)[0])
     )
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "NODE_RANK"):
         env.pop(var, None)

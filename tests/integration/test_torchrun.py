@@ -7,7 +7,6 @@ datetime versions would have made a second dir.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import test_ddp
 import yaml
+from daemons import free_ports
 
 from expconf.callbacks.job_record import config_digest
 from helpers import TINY, cli_env, run_dirs
@@ -29,12 +29,6 @@ ARGS = [
     "trainer.accelerator=cpu",
     "trainer.strategy=ddp",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def torchrun(*opts: str, args: list[str], cwd: Path) -> subprocess.Popen[str]:
@@ -68,7 +62,7 @@ def test_torchrun_one_node_two_ranks(tmp_path: Path) -> None:
 
 
 def test_torchrun_two_nodes_on_loopback(tmp_path: Path) -> None:
-    endpoint = f"127.0.0.1:{free_port()}"
+    endpoint = f"127.0.0.1:{free_ports(1)[0]}"
     args = [*ARGS, "trainer.devices=1", "trainer.num_nodes=2"]
     nodes = [
         torchrun(
