@@ -1,8 +1,11 @@
 """Keeps library chatter that says nothing about the user's run off the console.
 
-Lightning's product tips (``💡 Tip: ... litlogger``, ``litmodels``) and the ``LeafSpec is
-deprecated`` warning that Lightning's own code triggers in torch are dropped; every other
-warning and message stays.
+Lightning's product tips (``💡 Tip: ... litlogger``, ``litmodels``), the ``LeafSpec is
+deprecated`` warning that Lightning's own code triggers in torch, and Lightning's hint that
+``srun`` is installed but not used are dropped; every other warning and message stays. The
+``srun`` hint shows on every run on a machine with SLURM's clients (a login node) that is not a
+SLURM job: expconf then starts its ranks itself, the hint would push the one-line error of a
+bad start to the second line, and it quotes the start of the command line, secrets included.
 """
 
 from __future__ import annotations
@@ -37,3 +40,4 @@ def quiet_library_noise() -> None:
             logger.addFilter(_TIPS)
     # torch deprecated LeafSpec; pytorch_lightning.utilities._pytree still uses it on every fit.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")

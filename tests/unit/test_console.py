@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,27 @@ def test_tips_and_the_leafspec_warning_are_dropped_other_messages_stay(caplog: p
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
         warnings.warn("your val_check_interval is larger than the epoch", UserWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["your val_check_interval is larger than the epoch"]
+
+
+def test_lightnings_srun_hint_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine with SLURM's clients but outside a job, Lightning warns that srun is unused
+    (quoting the command line); expconf starts the ranks itself there, so the hint is noise."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    (tmp_path / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    for var in [v for v in os.environ if v.startswith("SLURM_")]:
+        monkeypatch.delenv(var)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        SLURMEnvironment._validate_srun_used()
+    assert any("`srun` command is available" in str(w.message) for w in seen)  # Lightning's own hint
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_library_noise()
+        SLURMEnvironment._validate_srun_used()
+    assert seen == []
 
 
 def test_mfu_on_a_known_gpu_from_the_models_flops_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
