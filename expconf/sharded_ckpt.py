@@ -3,11 +3,12 @@
 A sharded checkpoint has the name a file checkpoint would have (``...-last.ckpt``, ``...-end.ckpt``,
 top-k) but is a folder: one ``__<rank>_0.distcp`` per rank with that rank's shard of the model and
 optimizer, DCP's ``.metadata`` (written by rank 0 after every rank reported its shard written), and
-``expconf_meta.pt`` (loop counters, callbacks, RNG states: everything that is not a shard; rank 0
-writes it empty before any rank writes, so an interrupted folder is recognisably expconf's). Like a
+``expconf_meta.pt`` (loop counters, callbacks, RNG states: everything that is not a shard). Like a
 file checkpoint it becomes a candidate for resume only once its ``.meta.json`` marker exists, and
 rank 0 writes that marker last, after DCP's save has returned on rank 0, which happens only after
-the shards of all ranks and the metadata are written.
+the shards of all ranks and the metadata are written. While a folder is being written it holds
+``.expconf-unfinished`` (from before any rank writes until after the marker), so a save cut off at
+any instant is recognisably expconf's and removed at the next start.
 
 :class:`ModelCheckpoint` plans the names on rank 0 as for files (the plan's ``write`` records a
 folder instead of writing a file); :meth:`ShardedCheckpoints.write` then has every rank save its
@@ -23,11 +24,10 @@ from typing import Any
 
 import torch
 
-from expconf.checkpoint.meta import META_FILE, CheckpointMeta, folder_files, marker_name
+from expconf.checkpoint.meta import META_FILE, UNFINISHED_FILE, CheckpointMeta, folder_files, marker_name
 from expconf.checkpoint.writer import SavePlan, torch_save_to
 from expconf.storage import Storage, s3_options
 
-#: The non-shard part of a sharded checkpoint, inside its folder.
 #: Keys of a Lightning checkpoint that DCP saves as shards.
 SHARD_KEYS = ("state_dict", "optimizer_states")
 
@@ -113,10 +113,10 @@ class ShardedSavePlan(SavePlan):
         self.folders: list[str] = []
 
     def claim(self, folder_url: str, storage_options: dict[str, Any]) -> None:
-        """Rank 0, before any rank writes a shard: an empty :data:`META_FILE` in each folder marks
-        it expconf's, so start-up clean-up may remove it if the save never completes."""
+        """Rank 0, before any rank writes a shard: :data:`UNFINISHED_FILE` in each folder marks it
+        expconf's until its marker is written, so start-up clean-up may remove it if the save never completes."""
         for name in self.folders:
-            Storage(f"{folder_url.rstrip('/')}/{name}", storage_options).write_bytes_atomic(META_FILE, b"")
+            Storage(f"{folder_url.rstrip('/')}/{name}", storage_options).write_bytes_atomic(UNFINISHED_FILE, b"")
 
     def write(self, storage: Storage, name: str, payload: dict[str, Any], meta: CheckpointMeta) -> None:
         """Folder ``name`` gets every rank's shard; then rank 0 adds the non-shard part and the marker,
@@ -133,6 +133,7 @@ class ShardedSavePlan(SavePlan):
             inner.write_atomic(META_FILE, torch_save_to(rest))
             meta.files = folder_files(storage, name)
             storage.write_bytes_atomic(marker_name(name), meta.to_json())
+            inner.remove(UNFINISHED_FILE)
 
         self.steps.append(run)
 

@@ -36,10 +36,12 @@ TMP_TAG = ".tmp-"
 # Names that are checkpoints even without a marker (those are then incomplete).
 CHECKPOINT_ENDINGS = (CKPT_SUFFIX, "-last", "-end")
 FORMAT = "expconf-ckpt/1"
-#: In a sharded checkpoint folder: everything that is not a shard (loop counters, callbacks, RNG
-#: states). Rank 0 writes it empty before any rank writes a shard and fills it once all are
-#: written, so a folder cut off at any instant before its marker is provably expconf's.
+#: In a sharded checkpoint folder: everything that is not a shard (loop counters, callbacks, RNG states).
 META_FILE = "expconf_meta.pt"
+#: In a sharded checkpoint folder while expconf writes it: rank 0 creates it before any rank writes
+#: a shard and removes it after the marker, so a marker-less folder holding it is provably
+#: expconf's, cut off. A folder another tool (or ``python -m expconf.ckpt shard``) wrote has none.
+UNFINISHED_FILE = ".expconf-unfinished"
 
 
 @dataclass
@@ -175,7 +177,7 @@ def scan(storage: Storage) -> Listing:
             complete[target] = meta
     for name in names:
         if name in present and is_checkpoint_name(name) and name not in complete and name.endswith(CHECKPOINT_ENDINGS):
-            if _holds_meta_file(storage, name):
+            if _unfinished(storage, name):
                 removable.append(name)  # expconf's sharded folder, cut off before its marker was written
                 continue
             content = peek(storage, name)
@@ -191,9 +193,9 @@ def scan(storage: Storage) -> Listing:
     return Listing(complete, sorted(set(incomplete) | set(removable)), removable, foreign)
 
 
-def _holds_meta_file(storage: Storage, name: str) -> bool:
-    """Whether checkpoint ``name`` is a folder with expconf's :data:`META_FILE` in it."""
-    path = f"{storage.path(name)}/{META_FILE}"
+def _unfinished(storage: Storage, name: str) -> bool:
+    """Whether checkpoint ``name`` is a folder with expconf's :data:`UNFINISHED_FILE` in it."""
+    path = f"{storage.path(name)}/{UNFINISHED_FILE}"
     return bool(storage.fs.exists(path)) if storage.remote else os.path.isfile(path)
 
 
@@ -276,13 +278,17 @@ def _bad_record(path: str) -> str | None:
 
 
 def folder_files(storage: Storage, name: str) -> dict[str, int]:
-    """The size in bytes of each file in checkpoint folder ``name`` (a sharded checkpoint)."""
+    """The size in bytes of each file in checkpoint folder ``name`` (a sharded checkpoint), but
+    :data:`UNFINISHED_FILE`."""
     if storage.remote:
         storage.fs.invalidate_cache(storage.path(name))  # other ranks wrote shards this process never listed
         entries = storage.fs.ls(storage.path(name), detail=True)
-        return {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e["size"]) for e in entries if e.get("type") == "file"}
-    with os.scandir(storage.path(name)) as entries:
-        return {e.name: e.stat().st_size for e in entries if e.is_file()}
+        sizes = {e["name"].rstrip("/").rsplit("/", 1)[-1]: int(e["size"]) for e in entries if e.get("type") == "file"}
+    else:
+        with os.scandir(storage.path(name)) as listing:
+            sizes = {e.name: e.stat().st_size for e in listing if e.is_file()}
+    sizes.pop(UNFINISHED_FILE, None)
+    return sizes
 
 
 def verify(storage: Storage, meta: CheckpointMeta) -> str | None:

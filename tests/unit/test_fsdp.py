@@ -187,12 +187,13 @@ def test_sharded_folder_round_trip(mesh: object, tmp_path: Path, async_save: boo
 def test_a_folder_is_claimed_before_any_shard_is_written(
     mesh: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rank 0 writes an empty META_FILE before the ranks write; a folder cut off after that (no
-    marker) is expconf's and removed at the next start, while another tool's DCP folder stays."""
+    """Rank 0 marks each folder unfinished before the ranks write; a folder cut off after that (no
+    marker) is expconf's and removed at the next start, while a DCP folder another tool wrote, or
+    ``python -m expconf.ckpt shard`` (a folder with expconf's META_FILE but never unfinished), stays."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    from expconf.checkpoint.meta import META_FILE, scan
+    from expconf.checkpoint.meta import META_FILE, UNFINISHED_FILE, scan
     from expconf.sharded_ckpt import ShardedCheckpoints
     from expconf.storage import Storage
 
@@ -213,11 +214,13 @@ def test_a_folder_is_claimed_before_any_shard_is_written(
         storage, "x.ckpt", {"global_step": 1}, CheckpointMeta(name="x.ckpt", global_step=1, epoch=0, kind="last")
     )
     saver.write(OneRank(), plan, storage.url, {"state_dict": get_model_state_dict(w)})  # the plan's steps never run
-    assert seen == [[META_FILE]] and (tmp_path / "x.ckpt" / META_FILE).stat().st_size == 0
-    (tmp_path / "lightning.ckpt").mkdir()  # Lightning's own DCP folder: no expconf file, no marker
-    (tmp_path / "lightning.ckpt" / ".metadata").write_bytes(b"dcp")
+    assert seen == [[UNFINISHED_FILE]]
+    for other, inside in (("lightning.ckpt", ".metadata"), ("converted-last.ckpt", META_FILE)):
+        (tmp_path / other).mkdir()
+        (tmp_path / other / inside).write_bytes(b"data")
     listing = scan(storage)
-    assert listing.removable == ["x.ckpt"] and "lightning.ckpt" in listing.incomplete
+    assert listing.removable == ["x.ckpt"]
+    assert {"lightning.ckpt", "converted-last.ckpt"} <= set(listing.incomplete)
 
 
 def test_async_saves_reuse_their_staging_buffers(mesh: object, tmp_path: Path) -> None:
