@@ -4,8 +4,10 @@ and the final weights equal those of a run that was never killed. Shorter runs t
 themselves after a given step check which checkpoint the restart picks: one '-last' remains
 after several rounds, a damaged one is passed over, and without '-last' the newest top-k.
 
-Each round is a real process in its own process group, forked from this (already imported)
-test process so that a round costs the training, not the imports; it runs the CLI's own
+Each round is a real process in its own process group, forked from a fork server that has
+already imported torch, Lightning and expconf (so that a round costs the training, not the
+imports) and that nothing else ran in: a child forked from the test worker itself inherited what
+earlier tests left in that process and could crash at start (SIGSEGV). It runs the CLI's own
 entry point, ``expconf.train.main``.
 
 The final weights and the per-micro-batch losses are compared bit for bit with the uninterrupted
@@ -16,6 +18,8 @@ before the rounds fork, recorded by the probe at every start and asserted).
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.process
 import os
 import random
 import signal
@@ -48,14 +52,13 @@ ARGS = [
 ]
 
 
-def spawn(workdir: Path, log: Path, out: Path, args: list[str] = ARGS, kill_at: int = -1) -> int:
-    """Fork a process group that runs ``python -m expconf.train args`` in ``workdir``; with
-    ``kill_at``, the run sends itself SIGKILL when optimizer step ``kill_at`` is done (before that
-    step is saved)."""
-    probe = f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{log}',signal_at:{kill_at},signal:SIGKILL}}]"
-    pid = os.fork()
-    if pid:
-        return pid
+#: Rounds are forked from this server's process (see the module docstring).
+FORK_SERVER = multiprocessing.get_context("forkserver")
+FORK_SERVER.set_forkserver_preload(["torch", "pytorch_lightning", "expconf.build", "expconf.train", "fault_probe"])
+
+
+def _round(workdir: str, out: str, argv: list[str]) -> None:
+    """A training round, in the forked child: its own process group, output to ``out``."""
     code = 1
     try:
         os.setsid()
@@ -65,9 +68,12 @@ def spawn(workdir: Path, log: Path, out: Path, args: list[str] = ARGS, kill_at: 
         os.dup2(fd, 2)
         os.environ.clear()
         os.environ.update(helpers.cli_env(EXPCONF_ALLOWED_TARGETS="fault_probe.*"))
+        import torch
+
+        torch.set_num_threads(CLI_THREADS)
         from expconf.train import main
 
-        main([*args, probe])
+        main(argv)
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -79,15 +85,26 @@ def spawn(workdir: Path, log: Path, out: Path, args: list[str] = ARGS, kill_at: 
         os._exit(code)
 
 
-def wait(pid: int, timeout: float = 300) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.killpg(pid, signal.SIGKILL)
-    raise AssertionError("training round did not finish")
+def spawn(
+    workdir: Path, log: Path, out: Path, args: list[str] = ARGS, kill_at: int = -1
+) -> multiprocessing.process.BaseProcess:
+    """Start a round that runs ``python -m expconf.train args`` in ``workdir``; with ``kill_at``,
+    the run sends itself SIGKILL when optimizer step ``kill_at`` is done (before that step is saved)."""
+    probe = f"callbacks.extra=[{{_target_:fault_probe.StepProbe,path:'{log}',signal_at:{kill_at},signal:SIGKILL}}]"
+    proc = FORK_SERVER.Process(target=_round, args=(str(workdir), str(out), [*args, probe]))
+    proc.start()
+    return proc
+
+
+def wait(proc: multiprocessing.process.BaseProcess, timeout: float = 300) -> int:
+    """The round's exit code (minus the signal number when a signal ended it)."""
+    proc.join(timeout)
+    if proc.exitcode is None:
+        assert proc.pid is not None
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.join()
+        raise AssertionError("training round did not finish")
+    return proc.exitcode
 
 
 def newest_complete_last(folder: Path) -> int:
@@ -116,16 +133,9 @@ def final_weights(workdir: Path) -> dict[str, object]:
 
 
 @pytest.fixture(autouse=True)
-def _imports(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Forked rounds inherit these modules: each starts in a fraction of a second.
+def _tests_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fork server, started by the first round, takes this sys.path to preload fault_probe.
     monkeypatch.syspath_prepend(str(REPO / "tests"))
-    import pytorch_lightning  # noqa: F401
-    import torch
-
-    import expconf.build
-    import expconf.train  # noqa: F401
-
-    torch.set_num_threads(CLI_THREADS)
 
 
 def test_kill9_at_random_instants_resumes_from_newest_complete_checkpoint(tmp_path: Path) -> None:
@@ -144,13 +154,13 @@ def test_kill9_at_random_instants_resumes_from_newest_complete_checkpoint(tmp_pa
     for round_ in range(ROUNDS):
         expected_starts.append(newest_complete_last(folder))
         starts_before = len(read_log(log)[1]) if log.exists() else 0
-        pid = spawn(crashed, log, out)
+        proc = spawn(crashed, log, out)
         # Wait until this round trains, then kill after a random number of micro-batches plus a
         # random fraction of one or, every other round, as soon as a checkpoint write is seen in
         # progress (a temporary file in the folder). Counting batches, not seconds, keeps the
         # progress per round small however fast or loaded the machine is.
         while not (log.exists() and len(read_log(log)[1]) > starts_before):
-            assert os.waitpid(pid, os.WNOHANG) == (0, 0), out.read_text()[-3000:]
+            assert proc.exitcode is None, out.read_text()[-3000:]
             time.sleep(0.002)
         if round_ % 2:
             deadline = time.monotonic() + 5.0
@@ -162,8 +172,9 @@ def test_kill9_at_random_instants_resumes_from_newest_complete_checkpoint(tmp_pa
             while time.monotonic() < deadline and len(log.read_text().splitlines()) < lines:
                 time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.05))
-        os.killpg(pid, signal.SIGKILL)
-        assert wait(pid) == -signal.SIGKILL, out.read_text()[-3000:]
+        assert proc.pid is not None
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert wait(proc) == -signal.SIGKILL, out.read_text()[-3000:]
         partial_rounds += has_partial(folder)
     expected_starts.append(newest_complete_last(folder))
     assert newest_complete_last(folder) < STEPS, "training finished before all kill rounds: raise STEPS"
@@ -229,6 +240,7 @@ def test_kill9_without_last_resumes_from_the_newest_top_k(tmp_path: Path) -> Non
     args = [*KEEP_ALL, "log.name=nolast", "log.version=v1", "log.ckpt.save_last=false"]
     log, out = tmp_path / "losses.log", tmp_path / "out.txt"
     assert wait(spawn(tmp_path, log, out, args, kill_at=4)) == -signal.SIGKILL, out.read_text()[-3000:]
+    first = len(out.read_text())  # the first round started from scratch and said so
     assert wait(spawn(tmp_path, log, out, args)) == 0, out.read_text()[-3000:]
     assert read_log(log)[1] == [0, 3]
-    assert "no checkpoint found" not in out.read_text()
+    assert "no checkpoint found" not in out.read_text()[first:]
