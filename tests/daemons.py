@@ -1,11 +1,14 @@
-"""What the tests' own servers and process groups share: free loopback ports, and children that
-die with the process that started them."""
+"""What the tests' own servers and process groups share: free loopback ports, and daemons that
+log to a file and die with the process that started them."""
 
 from __future__ import annotations
 
 import signal
 import socket
+import subprocess
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 
 def die_with_parent() -> None:
@@ -31,3 +34,23 @@ def free_ports(n: int) -> list[int]:
         for s in socks:
             s.close()
     return ports
+
+
+def start_daemon(
+    args: list[str], log_path: Path, env: Mapping[str, str], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` in a session of its own, its output appended to ``log_path``, killed when
+    this process dies."""
+    log = open(log_path, "ab")  # the child keeps its own descriptor
+    try:
+        return subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    finally:
+        log.close()

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from daemons import die_with_parent, free_ports
+from daemons import free_ports, start_daemon
 
 ACCESS_KEY = "expconf-test-access"
 SECRET_KEY = "expconf-test-secret-0123456789"
@@ -112,16 +112,7 @@ class SeaweedS3:
             *self.extra_args,
         ]
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # the child keeps its own descriptor
-        self.proc = subprocess.Popen(
-            args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        log.close()
+        self.proc = start_daemon(args, self.log_path, env)
 
     def _wait_ready(self, timeout: float) -> bool:
         import urllib.error

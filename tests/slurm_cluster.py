@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from daemons import die_with_parent, free_ports
+from daemons import free_ports, start_daemon
 
 #: The daemons and clients a cluster needs (Debian: ``apt-get install slurm-wlm munge``).
 BINARIES = ("munged", "slurmctld", "slurmd", "sinfo", "srun", "sbatch", "scontrol", "scancel", "squeue")
@@ -173,17 +173,7 @@ class SlurmCluster:
     def _spawn(self, name: str, *args: str) -> None:
         program = binary(name)
         assert program is not None, name
-        log = open(self.root / f"{name}.log", "ab")  # the child keeps its own descriptor
-        self.procs[name] = subprocess.Popen(
-            [program, *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env(),
-            cwd=self.root,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        log.close()
+        self.procs[name] = start_daemon([program, *args], self.root / f"{name}.log", self.env(), self.root)
 
     def _wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
